@@ -1,0 +1,106 @@
+# kdx — build, test, demo, bench, install.
+#   make            libkdx.a (the engine, no Lua) and kdx/core.so (the Lua module)
+#   make test       installs missing packages, builds, runs the C tests and the specs
+#   make test SAN=1 the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make demo       the main job on the bundled data
+#   make bench      kdx next to raw OpenBLAS and PyTorch
+
+CC      ?= gcc
+LUA     ?= lua5.4
+PREFIX  ?= /usr/local
+DESTDIR ?=
+LUA_VERSION := 5.4
+
+ifeq ($(SAN),1)
+BUILD   := build-san
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g
+OPT     := -O1
+else
+BUILD   := build
+SANFLAGS :=
+OPT     := -O2
+endif
+
+WARN    := -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes -Werror
+CFLAGS  ?=
+CFLAGS  += -std=c11 $(OPT) -fPIC -fopenmp $(WARN) $(SANFLAGS)
+LUA_INC := $(shell pkg-config --cflags lua$(LUA_VERSION) 2>/dev/null || echo -I/usr/include/lua$(LUA_VERSION))
+LIBS    := -lopenblas -lm
+LDFLAGS += -fopenmp $(SANFLAGS)
+
+ENGINE_SRC := $(wildcard csrc/*.c)
+BIND_SRC   := $(wildcard csrc/lua/*.c)
+CTEST_SRC  := $(wildcard csrc/test/test_*.c)
+ENGINE_OBJ := $(ENGINE_SRC:csrc/%.c=$(BUILD)/obj/%.o)
+BIND_OBJ   := $(BIND_SRC:csrc/lua/%.c=$(BUILD)/obj/lua/%.o)
+CTEST_BIN  := $(CTEST_SRC:csrc/test/%.c=$(BUILD)/test/%)
+HEADERS    := $(wildcard csrc/*.h)
+
+LIB  := $(BUILD)/libkdx.a
+CORE := $(BUILD)/kdx/core.so
+
+# The specs and examples find the Lua files and the C module in the tree.
+export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
+export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
+
+.PHONY: all deps test ctest spec demo bench install uninstall clean examples
+
+all: $(LIB) $(CORE)
+
+$(BUILD)/obj/%.o: csrc/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/lua/%.o: csrc/lua/%.c $(HEADERS) $(wildcard csrc/lua/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LUA_INC) -c $< -o $@
+
+$(LIB): $(ENGINE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(CORE): $(BIND_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $(BIND_OBJ) $(LIB) $(LDFLAGS) $(LIBS)
+
+# C-only tests: linked against the engine archive without Lua, which proves it needs none.
+$(BUILD)/test/%: csrc/test/%.c $(LIB) csrc/test/ctest.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Icsrc $< -o $@ $(LIB) $(LDFLAGS) $(LIBS)
+
+deps:
+	@sh scripts/deps.sh
+
+ctest: $(CTEST_BIN)
+	@sh scripts/run_tests.sh ctest $(BUILD) $(CTEST_BIN)
+
+spec: all
+	@sh scripts/run_tests.sh spec $(BUILD)
+
+test: deps
+	@$(MAKE) --no-print-directory all $(CTEST_BIN)
+	@sh scripts/run_tests.sh all $(BUILD) $(CTEST_BIN)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	$(LUA) examples/01_tensor_tour.lua
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@sh bench/run.sh $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	  $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/kdx $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/kdx
+	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libkdx.a
+	install -m 644 csrc/kdx.h $(DESTDIR)$(PREFIX)/include/kdx.h
+	install -m 755 $(CORE) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/kdx/core.so
+	cd lua && find kdx -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/{} \;
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/lib/libkdx.a $(DESTDIR)$(PREFIX)/include/kdx.h
+	rm -rf $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/kdx $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/kdx
+
+clean:
+	rm -rf build build-san

@@ -1,0 +1,401 @@
+/*
+ * kdx.h — the one public header of the kdx engine.
+ *
+ * The engine is plain C11 and knows nothing of Lua. Every function that can
+ * fail returns a kdx_status; on failure kdx_last_error() holds a message that
+ * names the function and the argument ("matmul: shapes [2,3] and [4,5] do not
+ * match"), valid until the next failing call on the same thread. The engine
+ * never aborts, exits, prints or longjmps.
+ *
+ * Ownership: every tensor is reference counted. A function that writes a
+ * tensor through an [out] pointer hands the caller a new reference, which the
+ * caller releases with kdx_tensor_release(). Every other tensor argument is
+ * borrowed. On failure nothing is written to [out] pointers.
+ *
+ * Dimensions and indices are 0-based; a negative dimension counts from the
+ * end (-1 is the last). Shapes are int64_t arrays of at most KDX_MAX_DIMS.
+ */
+#ifndef KDX_H
+#define KDX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KDX_VERSION "0.1.0"
+#define KDX_MAX_DIMS 8
+
+/* ---- status, errors, hooks ------------------------------------------------ */
+
+typedef enum kdx_status {
+    KDX_OK = 0,
+    KDX_EINVAL,   /* an argument has a bad value */
+    KDX_ESHAPE,   /* shapes do not fit together */
+    KDX_EDTYPE,   /* a dtype is not accepted here */
+    KDX_EINDEX,   /* an index or dimension is out of range */
+    KDX_ENOMEM,   /* an allocation failed */
+    KDX_EIO,      /* a file could not be read or written */
+    KDX_EFORMAT,  /* a file or buffer is corrupt or not the expected format */
+    KDX_ESTATE    /* the call is not allowed in the current state */
+} kdx_status;
+
+/* The message of the last failure on this thread ("" if none). */
+const char *kdx_last_error(void);
+/* A short name for a status code ("shape error", ...). */
+const char *kdx_status_name(kdx_status s);
+/* Records a failure message (printf-style) and returns s; for extensions. */
+kdx_status kdx_fail(kdx_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* An allocator with lua_Alloc's contract: nsize == 0 frees and returns NULL,
+   otherwise (re)allocates ptr (NULL for a new block) to nsize bytes. */
+typedef void *(*kdx_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
+/* Routes all engine memory through fn (NULL restores malloc/free). Set it
+   before the first tensor is made; blocks are freed by the allocator that
+   made them only if it is still installed. */
+void kdx_set_allocator(kdx_alloc_fn fn, void *ud);
+
+typedef enum kdx_log_level { KDX_LOG_DEBUG, KDX_LOG_INFO, KDX_LOG_WARN } kdx_log_level;
+typedef void (*kdx_log_fn)(void *ud, kdx_log_level level, const char *msg);
+/* Receives the engine's diagnostic messages (NULL: discard them). */
+void kdx_set_log(kdx_log_fn fn, void *ud);
+
+/* Threads used by BLAS and the engine's own parallel loops (n >= 1). */
+void kdx_set_num_threads(int n);
+/* The thread count set by kdx_set_num_threads (default: the core count). */
+int kdx_get_num_threads(void);
+
+/* Number of live tensor objects in the process (for leak tests). */
+int64_t kdx_debug_live_tensors(void);
+
+/* ---- dtypes ---------------------------------------------------------------- */
+
+typedef enum kdx_dtype { KDX_DTYPE_F32 = 0, KDX_DTYPE_F64 = 1, KDX_DTYPE_I64 = 2 } kdx_dtype;
+
+/* "float32", "float64", "int64". */
+const char *kdx_dtype_name(kdx_dtype dt);
+/* Bytes per element. */
+size_t kdx_dtype_size(kdx_dtype dt);
+/* Parses a dtype name ("float32"/"float"/"f32", "float64"/"double"/"f64",
+   "int64"/"long"/"i64"). Errors: KDX_EDTYPE for an unknown name. */
+kdx_status kdx_dtype_parse(const char *name, kdx_dtype *out);
+/* The dtype a binary op of a and b computes in (float64 > float32 > int64). */
+kdx_dtype kdx_dtype_promote(kdx_dtype a, kdx_dtype b);
+
+/* ---- random numbers ---------------------------------------------------------- */
+
+/* A seeded xoshiro256** generator. Same seed, same sequence on every machine. */
+typedef struct kdx_generator kdx_generator;
+
+/* A new generator seeded with seed. [out] *out: free with kdx_generator_free. */
+kdx_status kdx_generator_new(uint64_t seed, kdx_generator **out);
+/* Frees a generator (NULL is fine). */
+void kdx_generator_free(kdx_generator *g);
+/* Restarts g from seed. */
+void kdx_generator_seed(kdx_generator *g, uint64_t seed);
+/* The process-wide default generator, used wherever a NULL generator is passed. */
+kdx_generator *kdx_default_generator(void);
+/* Next raw 64-bit output. */
+uint64_t kdx_generator_next(kdx_generator *g);
+/* Uniform double in [0, 1) with 53 random bits. */
+double kdx_generator_uniform(kdx_generator *g);
+/* Standard normal (Marsaglia polar method). */
+double kdx_generator_normal(kdx_generator *g);
+/* Uniform integer in [0, n), unbiased (n > 0). */
+uint64_t kdx_generator_below(kdx_generator *g, uint64_t n);
+/* Copies the generator's full state (four words, a cached-normal flag and its bits). */
+void kdx_generator_get_state(const kdx_generator *g, uint64_t state[6]);
+/* Restores a state taken with kdx_generator_get_state. */
+void kdx_generator_set_state(kdx_generator *g, const uint64_t state[6]);
+
+/* ---- tensors: lifetime and inspection ------------------------------------ */
+
+typedef struct kdx_tensor kdx_tensor;
+
+/* Adds a reference; returns t. */
+kdx_tensor *kdx_tensor_retain(kdx_tensor *t);
+/* Drops a reference (NULL is fine); frees the tensor with the last one. */
+void kdx_tensor_release(kdx_tensor *t);
+
+kdx_dtype kdx_tensor_dtype(const kdx_tensor *t);
+int kdx_tensor_ndim(const kdx_tensor *t);
+/* Pointer to the ndim sizes (valid while t lives). */
+const int64_t *kdx_tensor_shape(const kdx_tensor *t);
+/* Pointer to the ndim strides, in elements. */
+const int64_t *kdx_tensor_strides(const kdx_tensor *t);
+/* Size of dim d (negative counts from the end); -1 if out of range. */
+int64_t kdx_tensor_size(const kdx_tensor *t, int d);
+int64_t kdx_tensor_numel(const kdx_tensor *t);
+/* Pointer to the first element of the view (strides apply from there). */
+void *kdx_tensor_data(const kdx_tensor *t);
+/* 1 if the view is row-major contiguous. */
+int kdx_tensor_is_contiguous(const kdx_tensor *t);
+/* An identity for the storage behind t: equal for views that share memory. */
+const void *kdx_tensor_storage_id(const kdx_tensor *t);
+/* Writes "[2,3]" into buf (always NUL-terminated); returns buf. */
+char *kdx_shape_str(int ndim, const int64_t *shape, char *buf, size_t n);
+
+/* Reads element idx[0..ndim-1] as a double. Errors: KDX_EINDEX. */
+kdx_status kdx_tensor_get(const kdx_tensor *t, const int64_t *idx, double *v);
+/* Reads element idx exactly as an int64 (int64 tensors; floats are truncated). */
+kdx_status kdx_tensor_get_i64(const kdx_tensor *t, const int64_t *idx, int64_t *v);
+/* Writes v at idx (converted to t's dtype). Errors: KDX_EINDEX. */
+kdx_status kdx_tensor_set(kdx_tensor *t, const int64_t *idx, double v);
+/* Writes an exact int64 at idx. */
+kdx_status kdx_tensor_set_i64(kdx_tensor *t, const int64_t *idx, int64_t v);
+/* The value of a one-element tensor. Errors: KDX_ESHAPE otherwise. */
+kdx_status kdx_tensor_item(const kdx_tensor *t, double *v);
+
+/* ---- creation ---------------------------------------------------------------- */
+
+/* Uninitialised (zero-filled) tensor. [out] *out: new reference. */
+kdx_status kdx_empty(kdx_dtype dt, int ndim, const int64_t *shape, kdx_tensor **out);
+/* Copies numel(shape) elements of dtype dt from data. */
+kdx_status kdx_from_data(kdx_dtype dt, int ndim, const int64_t *shape, const void *data, kdx_tensor **out);
+/* Tensor filled with value. */
+kdx_status kdx_full(kdx_dtype dt, int ndim, const int64_t *shape, double value, kdx_tensor **out);
+kdx_status kdx_zeros(kdx_dtype dt, int ndim, const int64_t *shape, kdx_tensor **out);
+kdx_status kdx_ones(kdx_dtype dt, int ndim, const int64_t *shape, kdx_tensor **out);
+/* A 0-d tensor holding v. */
+kdx_status kdx_scalar(kdx_dtype dt, double v, kdx_tensor **out);
+/* start, start+step, ... while < end (> end for a negative step), as PyTorch. */
+kdx_status kdx_arange(double start, double end, double step, kdx_dtype dt, kdx_tensor **out);
+/* n points from start to end inclusive. */
+kdx_status kdx_linspace(double start, double end, int64_t n, kdx_dtype dt, kdx_tensor **out);
+/* n x m identity. */
+kdx_status kdx_eye(int64_t n, int64_t m, kdx_dtype dt, kdx_tensor **out);
+/* Uniform [0,1) (float dtypes). g may be NULL for the default generator. */
+kdx_status kdx_rand(kdx_generator *g, kdx_dtype dt, int ndim, const int64_t *shape, kdx_tensor **out);
+/* Standard normal (float dtypes). */
+kdx_status kdx_randn(kdx_generator *g, kdx_dtype dt, int ndim, const int64_t *shape, kdx_tensor **out);
+/* Uniform integers in [low, high). */
+kdx_status kdx_randint(kdx_generator *g, int64_t low, int64_t high, kdx_dtype dt, int ndim,
+                       const int64_t *shape, kdx_tensor **out);
+/* A random permutation of 0..n-1 (int64). */
+kdx_status kdx_randperm(kdx_generator *g, int64_t n, kdx_tensor **out);
+/* Fills t in place: uniform in [lo, hi). */
+kdx_status kdx_uniform_(kdx_tensor *t, kdx_generator *g, double lo, double hi);
+/* Fills t in place: normal with mean and std. */
+kdx_status kdx_normal_(kdx_tensor *t, kdx_generator *g, double mean, double std);
+
+/* ---- views (share storage) and copies ------------------------------------------ */
+
+/* A view with a new shape; one entry may be -1. Errors: KDX_ESHAPE if the
+   sizes differ or the strides do not allow a view. */
+kdx_status kdx_view(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_tensor **out);
+/* As kdx_view, but copies when a view is impossible. */
+kdx_status kdx_reshape(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_tensor **out);
+kdx_status kdx_transpose(const kdx_tensor *t, int d0, int d1, kdx_tensor **out);
+/* dims: a permutation of 0..ndim-1. */
+kdx_status kdx_permute(const kdx_tensor *t, const int *dims, int ndim, kdx_tensor **out);
+/* length elements of dim starting at start. */
+kdx_status kdx_narrow(const kdx_tensor *t, int dim, int64_t start, int64_t length, kdx_tensor **out);
+/* Drops dim, taking entry index (negative counts from the end). */
+kdx_status kdx_select(const kdx_tensor *t, int dim, int64_t index, kdx_tensor **out);
+/* Removes dim if it has size 1 (all size-1 dims when all is nonzero). */
+kdx_status kdx_squeeze(const kdx_tensor *t, int dim, int all, kdx_tensor **out);
+/* Inserts a size-1 dim at position dim (0..ndim; negative: from the end). */
+kdx_status kdx_unsqueeze(const kdx_tensor *t, int dim, kdx_tensor **out);
+/* Broadcasts size-1 dims to shape (-1 keeps a size); leading dims may be added. */
+kdx_status kdx_expand(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_tensor **out);
+/* Merges dims start..end (inclusive) into one. */
+kdx_status kdx_flatten(const kdx_tensor *t, int start, int end, kdx_tensor **out);
+/* t itself (a new reference) if contiguous, else a contiguous copy. */
+kdx_status kdx_contiguous(const kdx_tensor *t, kdx_tensor **out);
+/* A contiguous copy with its own storage. */
+kdx_status kdx_clone(const kdx_tensor *t, kdx_tensor **out);
+/* Copies src into dst (src broadcast to dst's shape, converted to its dtype). */
+kdx_status kdx_copy_(kdx_tensor *dst, const kdx_tensor *src);
+/* t converted to dtype (a new reference to t when it already has it). */
+kdx_status kdx_to(const kdx_tensor *t, kdx_dtype dt, kdx_tensor **out);
+
+/* ---- elementwise ---------------------------------------------------------------- */
+
+/* Unary ops; a and b are the parameters where an op has them. */
+typedef enum kdx_unop {
+    KDX_UN_NEG, KDX_UN_ABS, KDX_UN_SIGN, KDX_UN_EXP, KDX_UN_LOG, KDX_UN_LOG1P,
+    KDX_UN_SQRT, KDX_UN_RSQRT, KDX_UN_SIN, KDX_UN_COS, KDX_UN_TANH, KDX_UN_SIGMOID,
+    KDX_UN_RELU,
+    KDX_UN_LEAKY_RELU, /* a: negative slope */
+    KDX_UN_GELU,       /* a: 0 exact (erf), 1 tanh approximation */
+    KDX_UN_ELU,        /* a: alpha */
+    KDX_UN_SOFTPLUS,   /* a: beta, b: threshold (linear above x*beta > b) */
+    KDX_UN_CLAMP,      /* a: min, b: max; NaN means no bound */
+    KDX_UN_POW,        /* a: exponent */
+    KDX_UN_FILL,       /* a: value (used by fill_) */
+    KDX_UN_COUNT
+} kdx_unop;
+
+/* y = op(x). Float ops on int64 input give float32 (exp, log, ...); neg, abs,
+   sign, relu, clamp keep int64. */
+kdx_status kdx_unary(kdx_unop op, const kdx_tensor *x, double a, double b, kdx_tensor **out);
+/* x = op(x) in place. Errors: KDX_EDTYPE if the result would change dtype. */
+kdx_status kdx_unary_(kdx_unop op, kdx_tensor *x, double a, double b);
+
+typedef enum kdx_binop {
+    KDX_BIN_ADD, KDX_BIN_SUB, KDX_BIN_MUL, KDX_BIN_DIV, KDX_BIN_POW,
+    KDX_BIN_MAXIMUM, KDX_BIN_MINIMUM,
+    KDX_BIN_EQ, KDX_BIN_NE, KDX_BIN_LT, KDX_BIN_LE, KDX_BIN_GT, KDX_BIN_GE,
+    KDX_BIN_COUNT
+} kdx_binop;
+
+/* out = a op b with NumPy/PyTorch broadcasting, computed in the promoted
+   dtype (division of int64 gives float32). Comparisons give 0/1 in that dtype. */
+kdx_status kdx_binary(kdx_binop op, const kdx_tensor *a, const kdx_tensor *b, kdx_tensor **out);
+/* a op s (or s op a when scalar_first). An int64 tensor with a non-integral
+   s computes in float32. */
+kdx_status kdx_binary_scalar(kdx_binop op, const kdx_tensor *a, double s, int scalar_first,
+                             kdx_tensor **out);
+/* a = a op b in place; b broadcasts to a's shape. */
+kdx_status kdx_binary_(kdx_binop op, kdx_tensor *a, const kdx_tensor *b);
+/* a = a op s in place. */
+kdx_status kdx_binary_scalar_(kdx_binop op, kdx_tensor *a, double s);
+/* out = cond ? a : b (cond nonzero), all three broadcast together. */
+kdx_status kdx_where(const kdx_tensor *cond, const kdx_tensor *a, const kdx_tensor *b, kdx_tensor **out);
+/* out = mask ? value : x (mask broadcast to x). */
+kdx_status kdx_masked_fill(const kdx_tensor *x, const kdx_tensor *mask, double value, kdx_tensor **out);
+/* Broadcast shape of two shapes. Errors: KDX_ESHAPE naming fname. */
+kdx_status kdx_broadcast_shape(const char *fname, int na, const int64_t *sa, int nb, const int64_t *sb,
+                               int *nout, int64_t *sout);
+
+/* ---- reductions ---------------------------------------------------------------- */
+
+typedef enum kdx_redop {
+    KDX_RED_SUM, KDX_RED_MEAN, KDX_RED_PROD, KDX_RED_LOGSUMEXP,
+    KDX_RED_AMAX, KDX_RED_AMIN, KDX_RED_NORM1, KDX_RED_NORM2, KDX_RED_NORMINF,
+    KDX_RED_COUNT
+} kdx_redop;
+
+/* Reduces over dims[0..ndims-1] (ndims == 0: all dims), keeping them as size 1
+   when keepdim. Sums of int64 stay int64; mean/logsumexp/norms of int64 give float32. */
+kdx_status kdx_reduce(kdx_redop op, const kdx_tensor *x, const int *dims, int ndims, int keepdim,
+                      kdx_tensor **out);
+/* Variance with Bessel's correction (correction = 1 unbiased, 0 biased). */
+kdx_status kdx_var(const kdx_tensor *x, const int *dims, int ndims, double correction, int keepdim,
+                   kdx_tensor **out);
+/* Standard deviation: sqrt of kdx_var. */
+kdx_status kdx_std(const kdx_tensor *x, const int *dims, int ndims, double correction, int keepdim,
+                   kdx_tensor **out);
+/* Max over dim: values and 0-based int64 indices (first occurrence; NaN wins).
+   indices may be NULL. */
+kdx_status kdx_max(const kdx_tensor *x, int dim, int keepdim, kdx_tensor **values, kdx_tensor **indices);
+/* Min over dim, as kdx_max. */
+kdx_status kdx_min(const kdx_tensor *x, int dim, int keepdim, kdx_tensor **values, kdx_tensor **indices);
+/* Index of the max over dim; over the flattened tensor when all is nonzero. */
+kdx_status kdx_argmax(const kdx_tensor *x, int dim, int all, int keepdim, kdx_tensor **out);
+kdx_status kdx_argmin(const kdx_tensor *x, int dim, int all, int keepdim, kdx_tensor **out);
+/* Cumulative sum along dim (same shape). */
+kdx_status kdx_cumsum(const kdx_tensor *x, int dim, kdx_tensor **out);
+
+/* ---- linear algebra (OpenBLAS) ------------------------------------------------- */
+
+/* torch.matmul semantics: 1-D, 2-D, and batched N-D with broadcast batch dims.
+   Transposed 2-D views go to BLAS as transpose flags, not copies. Both inputs
+   must be float32 or both float64. */
+kdx_status kdx_matmul(const kdx_tensor *a, const kdx_tensor *b, kdx_tensor **out);
+/* Inner product of two 1-D tensors (0-d result). */
+kdx_status kdx_dot(const kdx_tensor *a, const kdx_tensor *b, kdx_tensor **out);
+/* Outer product of two 1-D tensors. */
+kdx_status kdx_outer(const kdx_tensor *a, const kdx_tensor *b, kdx_tensor **out);
+/* beta * c + alpha * (a @ b), with c broadcast to [n, m]. */
+kdx_status kdx_addmm(const kdx_tensor *c, const kdx_tensor *a, const kdx_tensor *b, double beta,
+                     double alpha, kdx_tensor **out);
+
+/* ---- indexing, joining ------------------------------------------------------------- */
+
+/* Shifts an int64 index tensor from base to 0-based and checks every value
+   lies in [base, base+size) (negative values count from the end when
+   allow_negative). Messages use the caller's numbering. */
+kdx_status kdx_index_rebase(const char *fname, const kdx_tensor *idx, int64_t base, int64_t size,
+                            int allow_negative, kdx_tensor **out);
+/* Entries idx (1-D int64) of x along dim. */
+kdx_status kdx_index_select(const kdx_tensor *x, int dim, const kdx_tensor *idx, kdx_tensor **out);
+/* out[i][j][k] = x[idx[i][j][k]][j][k] (dim 0), as torch.gather. */
+kdx_status kdx_gather(const kdx_tensor *x, int dim, const kdx_tensor *idx, kdx_tensor **out);
+/* x[idx[i][j]][j] = src[i][j] (dim 0), in place, as torch.Tensor.scatter_. */
+kdx_status kdx_scatter_(kdx_tensor *x, int dim, const kdx_tensor *idx, const kdx_tensor *src);
+/* x[idx[i][j]][j] += src[i][j] (dim 0), in place, as torch.Tensor.scatter_add_. */
+kdx_status kdx_scatter_add_(kdx_tensor *x, int dim, const kdx_tensor *idx, const kdx_tensor *src);
+/* x.index_add_(dim, idx, src * alpha), in place. */
+kdx_status kdx_index_add_(kdx_tensor *x, int dim, const kdx_tensor *idx, const kdx_tensor *src, double alpha);
+/* One-hot int64 encoding of idx (values in [0, n)), a new last dim of size n. */
+kdx_status kdx_one_hot(const kdx_tensor *idx, int64_t n, kdx_tensor **out);
+/* Concatenates n tensors along dim (same dtype, shapes equal elsewhere). */
+kdx_status kdx_cat(const kdx_tensor *const *ts, int n, int dim, kdx_tensor **out);
+/* Stacks n same-shaped tensors along a new dim. */
+kdx_status kdx_stack(const kdx_tensor *const *ts, int n, int dim, kdx_tensor **out);
+/* Views of size split_size along dim (the last may be smaller). Writes up to
+   cap views into outs and their number into *n; with outs == NULL only counts. */
+kdx_status kdx_split(const kdx_tensor *t, int64_t split_size, int dim, kdx_tensor **outs, int cap, int *n);
+/* chunks views along dim, as torch.chunk (fewer when the size is small). */
+kdx_status kdx_chunk(const kdx_tensor *t, int chunks, int dim, kdx_tensor **outs, int cap, int *n);
+
+/* ---- neural-network kernels (forward; NCHW) ------------------------------------------ */
+
+/* Softmax along dim, stable (max subtracted). */
+kdx_status kdx_softmax(const kdx_tensor *x, int dim, kdx_tensor **out);
+/* log(softmax) along dim, computed as x - max - log(sum(exp(x - max))). */
+kdx_status kdx_log_softmax(const kdx_tensor *x, int dim, kdx_tensor **out);
+
+typedef struct kdx_conv_opts {
+    int64_t stride[2], padding[2], dilation[2];
+    int64_t groups;
+} kdx_conv_opts;
+/* Defaults: stride 1, padding 0, dilation 1, groups 1. */
+kdx_conv_opts kdx_conv_opts_default(void);
+/* 2-D convolution (cross-correlation) of x [N,C,H,W] with w [O,C/groups,kh,kw]
+   and optional bias [O] (NULL for none). */
+kdx_status kdx_conv2d(const kdx_tensor *x, const kdx_tensor *w, const kdx_tensor *bias,
+                      const kdx_conv_opts *o, kdx_tensor **out);
+
+typedef struct kdx_pool_opts {
+    int64_t kernel[2], stride[2], padding[2], dilation[2];
+    int ceil_mode;
+    int count_include_pad; /* avg_pool2d only */
+} kdx_pool_opts;
+/* kernel k, stride k, padding 0, dilation 1, floor mode, count_include_pad 1. */
+kdx_pool_opts kdx_pool_opts_default(int64_t kh, int64_t kw);
+/* Max pooling of [N,C,H,W] (or [C,H,W]); indices (may be NULL) are int64
+   flat positions h*W+w of each max in its input plane, as PyTorch. */
+kdx_status kdx_max_pool2d(const kdx_tensor *x, const kdx_pool_opts *o, kdx_tensor **out, kdx_tensor **indices);
+/* Average pooling of [N,C,H,W] (or [C,H,W]). */
+kdx_status kdx_avg_pool2d(const kdx_tensor *x, const kdx_pool_opts *o, kdx_tensor **out);
+/* Adaptive average pooling to oh x ow, as PyTorch's bins. */
+kdx_status kdx_adaptive_avg_pool2d(const kdx_tensor *x, int64_t oh, int64_t ow, kdx_tensor **out);
+
+typedef enum kdx_interp_mode { KDX_INTERP_NEAREST, KDX_INTERP_BILINEAR } kdx_interp_mode;
+/* Resizes the last two dims of [N,C,H,W] (or [C,H,W]) to oh x ow. */
+kdx_status kdx_interpolate(const kdx_tensor *x, int64_t oh, int64_t ow, kdx_interp_mode mode,
+                           int align_corners, kdx_tensor **out);
+
+typedef enum kdx_pad_mode { KDX_PAD_CONSTANT, KDX_PAD_REFLECT, KDX_PAD_REPLICATE } kdx_pad_mode;
+/* Pads the last npads/2 dims: pads = {last_lo, last_hi, prev_lo, prev_hi, ...}
+   as torch.nn.functional.pad. Negative pads crop (constant mode). */
+kdx_status kdx_pad(const kdx_tensor *x, const int64_t *pads, int npads, kdx_pad_mode mode, double value,
+                   kdx_tensor **out);
+/* Inverted dropout: out = x * mask with mask 0 (prob p) or 1/(1-p). mask
+   (may be NULL) receives that scaled mask, x's shape and dtype. */
+kdx_status kdx_dropout(const kdx_tensor *x, double p, kdx_generator *g, kdx_tensor **out, kdx_tensor **mask);
+/* Batch norm over dim 1 of [N,C,...]. training: normalise with the batch's
+   statistics and update running_mean/var in place (unbiased var) when given;
+   otherwise use the running statistics. weight, bias, running_* may be NULL.
+   save_mean/save_invstd (may be NULL) receive the [C] statistics used. */
+kdx_status kdx_batch_norm(const kdx_tensor *x, kdx_tensor *running_mean, kdx_tensor *running_var,
+                          const kdx_tensor *weight, const kdx_tensor *bias, int training, double momentum,
+                          double eps, kdx_tensor **out, kdx_tensor **save_mean, kdx_tensor **save_invstd);
+/* Layer norm over the last nnorm dims; weight/bias (may be NULL) have those dims' shape. */
+kdx_status kdx_layer_norm(const kdx_tensor *x, int nnorm, const kdx_tensor *weight, const kdx_tensor *bias,
+                          double eps, kdx_tensor **out);
+/* Rows of weight [V,D] picked by int64 idx (any shape): out [..., D]. */
+kdx_status kdx_embedding(const kdx_tensor *weight, const kdx_tensor *idx, kdx_tensor **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KDX_H */

@@ -1,0 +1,130 @@
+/*
+ * kdx_internal.h — struct layouts and helpers private to the engine.
+ * Never installed; the binding and hosts use kdx.h only.
+ */
+#ifndef KDX_INTERNAL_H
+#define KDX_INTERNAL_H
+
+#include "kdx.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kdx_storage {
+    atomic_long refs;
+    void *data;
+    size_t nbytes;
+} kdx_storage;
+
+struct kdx_tensor {
+    atomic_long refs;
+    kdx_dtype dtype;
+    int ndim;
+    int64_t shape[KDX_MAX_DIMS];
+    int64_t stride[KDX_MAX_DIMS]; /* in elements */
+    int64_t offset;               /* in elements, into storage */
+    kdx_storage *storage;
+};
+
+/* ---- memory (alloc.c) ---- */
+void *kdx__malloc(size_t n);           /* zero-filled; NULL on failure */
+void kdx__free(void *p, size_t n);
+void kdx__log(kdx_log_level level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* ---- tensor construction (tensor.c) ---- */
+/* A new contiguous tensor with fresh zeroed storage. */
+kdx_status kdx__new(const char *fname, kdx_dtype dt, int ndim, const int64_t *shape, kdx_tensor **out);
+/* A new view header over t's storage (refcount on storage taken). */
+kdx_status kdx__view_of(const kdx_tensor *t, int ndim, const int64_t *shape, const int64_t *stride,
+                        int64_t offset, kdx_tensor **out);
+/* Validates a shape (ndim in range, sizes >= 0, product fits). */
+kdx_status kdx__check_shape(const char *fname, int ndim, const int64_t *shape);
+/* Normalises dim d for a tensor of ndim dims (negative from the end). */
+kdx_status kdx__dim(const char *fname, int ndim, int d, int *out);
+/* Checks t is non-NULL. */
+kdx_status kdx__arg(const char *fname, const char *argname, const kdx_tensor *t);
+int64_t kdx__numel(int ndim, const int64_t *shape);
+void kdx__contig_strides(int ndim, const int64_t *shape, int64_t *stride);
+static inline char *kdx__base(const kdx_tensor *t) {
+    return (char *)t->storage->data + (size_t)t->offset * kdx_dtype_size(t->dtype);
+}
+/* double -> int64 without undefined behaviour: truncates, NaN gives 0,
+   out-of-range values saturate. */
+static inline int64_t kdx__f2i(double v)
+{
+    if (v != v) return 0;
+    if (v >= 9223372036854775807.0) return INT64_MAX;
+    if (v <= -9223372036854775808.0) return INT64_MIN;
+    return (int64_t)v;
+}
+/* Same shape? */
+bool kdx__same_shape(const kdx_tensor *a, const kdx_tensor *b);
+/* Shape as "[2,3]" in a rotating thread-local buffer (for messages). */
+const char *kdx__shp(const kdx_tensor *t);
+
+/* ---- strided iteration (iter.c) ----
+ * Walks up to KDX_ITER_MAX operands that share a (broadcast) shape, one
+ * innermost run at a time. Dims are coalesced, so contiguous operands give a
+ * single run of numel elements. Strides are in bytes. */
+#define KDX_ITER_MAX 4
+typedef struct kdx_iter {
+    int nops, ndim;
+    int64_t shape[KDX_MAX_DIMS];
+    int64_t stride[KDX_ITER_MAX][KDX_MAX_DIMS]; /* bytes; dim 0 innermost */
+    char *base[KDX_ITER_MAX];
+    int64_t count[KDX_MAX_DIMS];
+    int64_t done, total_runs;
+} kdx_iter;
+/* ts[i] are viewed with shape (broadcast; each ts[i] must be broadcastable to it). */
+void kdx__iter_init(kdx_iter *it, int nops, const kdx_tensor *const *ts, int ndim, const int64_t *shape);
+/* Next run: ptr[i] its start, *n its length, *st[i] its byte strides. 0 when done. */
+int kdx__iter_next(kdx_iter *it, char **ptr, int64_t *n, int64_t *st);
+/* Broadcast strides (elements) of t viewed as shape; 0 where t has size 1 or lacks the dim. */
+void kdx__bcast_strides(const kdx_tensor *t, int ndim, const int64_t *shape, int64_t *stride);
+
+/* ---- reductions (op_reduce.c): the [outer, n, inner] layout ---- */
+/* Contiguous copy of x with dims permuted so that the reduced dims (mask bit
+   set) come last; *outer = product of kept dims, *n = product of reduced dims. */
+kdx_status kdx__reduce_layout(const char *fname, const kdx_tensor *x, unsigned mask, kdx_tensor **xt,
+                              int64_t *outer, int64_t *n);
+/* Bitmask from a dims list (ndims == 0: all); errors on repeats or range. */
+kdx_status kdx__dims_mask(const char *fname, int ndim, const int *dims, int ndims, unsigned *mask);
+/* Output shape after reducing mask. */
+int kdx__reduced_shape(int ndim, const int64_t *shape, unsigned mask, int keepdim, int64_t *out);
+
+/* ---- BLAS (blas.c, the only file that includes cblas.h) ---- */
+/* C[m,n] = alpha * op(A) op(B) + beta * C; row-major; ta/tb transpose flags. */
+void kdx__sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+void kdx__dgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double *a, int64_t lda,
+                const double *b, int64_t ldb, double beta, double *c, int64_t ldc);
+void kdx__blas_set_threads(int n);
+
+/* ---- threads (parallel.c) ---- */
+/* Runs fn(ud, lo, hi) over [0, n) split across the engine's threads when n is
+   at least grain per thread; serially otherwise. */
+typedef void (*kdx__range_fn)(void *ud, int64_t lo, int64_t hi);
+void kdx__parallel_for(int64_t n, int64_t grain, kdx__range_fn fn, void *ud);
+
+/* Releases each non-NULL pointer in a NULL-terminated style list. */
+#define KDX_RELEASE(...)                                                              \
+    do {                                                                              \
+        kdx_tensor *kdx__rl[] = {__VA_ARGS__};                                        \
+        for (size_t kdx__i = 0; kdx__i < sizeof kdx__rl / sizeof kdx__rl[0]; kdx__i++) \
+            kdx_tensor_release(kdx__rl[kdx__i]);                                      \
+    } while (0)
+
+/* Propagates a failing status. */
+#define KDX_TRY(expr)                      \
+    do {                                   \
+        kdx_status kdx__s = (expr);        \
+        if (kdx__s != KDX_OK) return kdx__s; \
+    } while (0)
+
+#endif /* KDX_INTERNAL_H */

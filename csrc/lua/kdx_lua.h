@@ -1,0 +1,72 @@
+/*
+ * kdx_lua.h — helpers shared by the binding (csrc/lua/), the only code that
+ * includes lua.h. The binding checks arguments, converts Lua's 1-based dims and
+ * indices to the engine's 0-based ones (once, here), boxes every tensor the
+ * engine returns in a userdata before anything can raise, and turns engine
+ * statuses into Lua errors. It does no math.
+ */
+#ifndef KDX_LUA_H
+#define KDX_LUA_H
+
+#include "../kdx.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#define KDXL_TENSOR "kdx.Tensor"
+
+/* A new userdata box holding no tensor yet, with the tensor metatable; the
+   engine writes into it. Boxing first means a later error leaks nothing. */
+kdx_tensor **kdxL_newbox(lua_State *L);
+/* Pushes t (taking over the caller's reference) as a tensor userdata. */
+void kdxL_push(lua_State *L, kdx_tensor *t);
+/* Raises "kdx.<engine message>" if s is not KDX_OK; returns otherwise. */
+void kdxL_check(lua_State *L, kdx_status s);
+/* The tensor at arg, or a Lua error naming fname and arg. */
+kdx_tensor *kdxL_checktensor(lua_State *L, int arg, const char *fname);
+/* The tensor at arg, or NULL if it is not one. */
+kdx_tensor *kdxL_totensor(lua_State *L, int arg);
+/* The tensor at arg; a number or (nested) table there is converted to a new
+   tensor of dtype dt, which is pushed so the GC owns it. */
+kdx_tensor *kdxL_astensor(lua_State *L, int arg, const char *fname, kdx_dtype dt);
+/* Builds a tensor from a nested Lua table or number at arg. */
+kdx_status kdxL_fromtable(lua_State *L, int arg, const char *fname, kdx_dtype dt, kdx_tensor **out);
+
+/* A 1-based (or negative) Lua dim at arg for an ndim-d tensor -> 0-based. */
+int kdxL_checkdim(lua_State *L, int arg, int ndim, const char *fname);
+/* As kdxL_checkdim for the value v (already read). */
+int kdxL_dim(lua_State *L, lua_Integer v, int ndim, const char *fname);
+/* A 1-based (or negative) Lua index into a dim of size n -> 0-based. */
+int64_t kdxL_checkindex(lua_State *L, int arg, int64_t n, const char *fname);
+/* A shape given as a table at arg, or as numbers from arg to the top of the
+   stack. Returns ndim. */
+int kdxL_checkshape(lua_State *L, int arg, int64_t *shape, const char *fname);
+/* Optional dtype name at arg (default def). */
+kdx_dtype kdxL_optdtype(lua_State *L, int arg, kdx_dtype def, const char *fname);
+/* A Lua index tensor (int64 tensor or table of integers, 1-based) at arg for a
+   dim of size n -> a 0-based int64 tensor, pushed onto the stack. */
+kdx_tensor *kdxL_checkindices(lua_State *L, int arg, int64_t size, const char *fname);
+/* Dims list at arg: nil (all; returns 0), a number, or a table; 0-based. */
+int kdxL_optdims(lua_State *L, int arg, int ndim, int *dims, const char *fname);
+
+/* Option-table fields: nil/absent gives def. The table may be absent (opts == 0). */
+lua_Integer kdxL_optfield_int(lua_State *L, int opts, const char *key, lua_Integer def, const char *fname);
+lua_Number kdxL_optfield_num(lua_State *L, int opts, const char *key, lua_Number def, const char *fname);
+int kdxL_optfield_bool(lua_State *L, int opts, const char *key, int def, const char *fname);
+const char *kdxL_optfield_str(lua_State *L, int opts, const char *key, const char *def, const char *fname);
+/* A number or {h, w} pair field, written to out[0..1]. */
+void kdxL_optfield_pair(lua_State *L, int opts, const char *key, int64_t def, int64_t *out, const char *fname);
+
+/* The generator of this Lua state (each state has its own). */
+kdx_generator *kdxL_generator(lua_State *L);
+
+/* Registration of each part of the binding into the module table (at -1) and
+   the tensor methods table (at methods). */
+void kdxL_open_tensor(lua_State *L, int methods);
+void kdxL_open_ops(lua_State *L, int methods);
+void kdxL_open_nn(lua_State *L, int methods);
+
+/* Registers f under name both in the module table at mod and in methods. */
+void kdxL_register(lua_State *L, int mod, int methods, const luaL_Reg *fns, int as_method);
+
+#endif

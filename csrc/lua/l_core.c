@@ -1,0 +1,126 @@
+/* l_core.c — luaopen_kdx_core: the module table, the tensor metatable, and
+   per-state things (the generator). Sets no globals: two Lua states in one
+   process each get their own generator and share nothing mutable. */
+#include "kdx_lua.h"
+
+static const char GEN_KEY = 'g'; /* registry key: the address is what matters */
+
+static int l_generator_gc(lua_State *L)
+{
+    kdx_generator **g = lua_touserdata(L, 1);
+    kdx_generator_free(*g);
+    *g = NULL;
+    return 0;
+}
+
+kdx_generator *kdxL_generator(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &GEN_KEY);
+    kdx_generator **g = lua_touserdata(L, -1);
+    lua_pop(L, 1); /* the registry keeps it alive */
+    return g ? *g : kdx_default_generator();
+}
+
+static void new_generator(lua_State *L)
+{
+    kdx_generator **g = lua_newuserdatauv(L, sizeof *g, 0);
+    *g = NULL;
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, l_generator_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    if (kdx_generator_new(0x6b6478, g) != KDX_OK) luaL_error(L, "kdx: %s", kdx_last_error());
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &GEN_KEY);
+}
+
+static int l_manual_seed(lua_State *L)
+{
+    lua_Integer seed = luaL_checkinteger(L, 1);
+    kdx_generator_seed(kdxL_generator(L), (uint64_t)seed);
+    return 0;
+}
+
+/* get_rng_state() -> table of 6 integers; set_rng_state(t) restores it. */
+static int l_get_rng_state(lua_State *L)
+{
+    uint64_t st[6];
+    kdx_generator_get_state(kdxL_generator(L), st);
+    lua_createtable(L, 6, 0);
+    for (int i = 0; i < 6; i++) {
+        lua_pushinteger(L, (lua_Integer)st[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static int l_set_rng_state(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    uint64_t st[6];
+    for (int i = 0; i < 6; i++) {
+        lua_rawgeti(L, 1, i + 1);
+        if (!lua_isinteger(L, -1)) return luaL_error(L, "kdx.set_rng_state: expected a table of 6 integers");
+        st[i] = (uint64_t)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+    kdx_generator_set_state(kdxL_generator(L), st);
+    return 0;
+}
+
+static int l_set_num_threads(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    if (n < 1) return luaL_error(L, "kdx.set_num_threads: n must be >= 1, got %d", (int)n);
+    kdx_set_num_threads((int)n);
+    return 0;
+}
+
+static int l_get_num_threads(lua_State *L)
+{
+    lua_pushinteger(L, kdx_get_num_threads());
+    return 1;
+}
+
+static int l_live_tensors(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)kdx_debug_live_tensors());
+    return 1;
+}
+
+int luaopen_kdx_core(lua_State *L);
+
+int luaopen_kdx_core(lua_State *L)
+{
+    new_generator(L);
+    lua_newtable(L); /* module */
+    int mod = lua_gettop(L);
+    luaL_newmetatable(L, KDXL_TENSOR);
+    lua_newtable(L); /* methods */
+    int methods = lua_gettop(L);
+    lua_pushvalue(L, methods);
+    lua_setfield(L, -3, "__index");
+    lua_pushliteral(L, "kdx.Tensor");
+    lua_setfield(L, -3, "__name");
+
+    lua_pushvalue(L, mod);
+    kdxL_open_tensor(L, methods);
+    kdxL_open_ops(L, methods);
+    kdxL_open_nn(L, methods);
+    lua_pop(L, 1);
+
+    static const luaL_Reg fns[] = {
+        {"manual_seed", l_manual_seed}, {"get_rng_state", l_get_rng_state}, {"set_rng_state", l_set_rng_state},
+        {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
+        {"live_tensors", l_live_tensors}, {NULL, NULL}};
+    kdxL_register(L, mod, methods, fns, 0);
+
+    /* The metatable and methods table, for lua/kdx/init.lua to extend. */
+    lua_pushvalue(L, methods);
+    lua_setfield(L, mod, "_methods");
+    lua_pushvalue(L, methods - 1);
+    lua_setfield(L, mod, "_meta");
+    lua_pushliteral(L, KDX_VERSION);
+    lua_setfield(L, mod, "_VERSION");
+    lua_settop(L, mod);
+    return 1;
+}

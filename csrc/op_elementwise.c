@@ -1,0 +1,446 @@
+/* op_elementwise.c — unary and binary elementwise ops with NumPy/PyTorch
+   broadcasting, scalars on either side, in-place variants, where, masked_fill.
+   Each kernel is stamped once per dtype from one expression; <tgmath.h> picks
+   the float or double libm function from the operand type. */
+#include "kdx_internal.h"
+
+#include <math.h>
+#include <string.h>
+#include <tgmath.h>
+
+kdx_status kdx_broadcast_shape(const char *fname, int na, const int64_t *sa, int nb, const int64_t *sb, int *nout,
+                               int64_t *sout)
+{
+    int n = na > nb ? na : nb;
+    for (int i = 0; i < n; i++) {
+        int ia = i - (n - na), ib = i - (n - nb);
+        int64_t da = ia >= 0 ? sa[ia] : 1, db = ib >= 0 ? sb[ib] : 1;
+        if (da != db && da != 1 && db != 1) {
+            char b1[96], b2[96];
+            return kdx_fail(KDX_ESHAPE, "%s: shapes %s and %s cannot be broadcast together (dim %d: %lld vs %lld)",
+                            fname, kdx_shape_str(na, sa, b1, sizeof b1), kdx_shape_str(nb, sb, b2, sizeof b2), i,
+                            (long long)da, (long long)db);
+        }
+        sout[i] = da == 1 ? db : da;
+    }
+    *nout = n;
+    return KDX_OK;
+}
+
+/* ---- unary ---- */
+
+static const char *const unop_names[KDX_UN_COUNT] = {
+    "neg", "abs", "sign", "exp", "log", "log1p", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid",
+    "relu", "leaky_relu", "gelu", "elu", "softplus", "clamp", "pow", "fill_",
+};
+
+/* Ops that are closed over int64; the rest compute in float32 for int input. */
+static bool unop_keeps_int(kdx_unop op)
+{
+    return op == KDX_UN_NEG || op == KDX_UN_ABS || op == KDX_UN_SIGN || op == KDX_UN_RELU || op == KDX_UN_CLAMP ||
+           op == KDX_UN_FILL;
+}
+
+typedef struct {
+    kdx_unop op;
+    double a, b;
+    char *po;
+    const char *px;
+    int64_t so, sx;
+} unary_run;
+
+#define UN_LOOP(T, EXPR)                                                          \
+    do {                                                                          \
+        if (r->so == (int64_t)sizeof(T) && r->sx == (int64_t)sizeof(T)) {         \
+            T *o_ = (T *)r->po;                                                   \
+            const T *x_ = (const T *)r->px;                                       \
+            for (int64_t i = lo; i < hi; i++) { T x = x_[i]; o_[i] = (EXPR); }    \
+        } else {                                                                  \
+            for (int64_t i = lo; i < hi; i++) {                                   \
+                T x = *(const T *)(r->px + i * r->sx);                            \
+                *(T *)(r->po + i * r->so) = (EXPR);                               \
+            }                                                                     \
+        }                                                                         \
+    } while (0)
+
+#define UNARY_FLOAT_KERNEL(NAME, T)                                                          \
+    static void NAME(void *ud, int64_t lo, int64_t hi)                                     \
+    {                                                                                      \
+        const unary_run *r = ud;                                                           \
+        const T a = (T)r->a, b = (T)r->b;                                                  \
+        (void)b;                                                                           \
+        switch (r->op) {                                                                   \
+        case KDX_UN_NEG: UN_LOOP(T, -x); break;                                            \
+        case KDX_UN_ABS: UN_LOOP(T, fabs(x)); break;                                       \
+        case KDX_UN_SIGN: UN_LOOP(T, x != x ? x : (T)((x > 0) - (x < 0))); break;          \
+        case KDX_UN_EXP: UN_LOOP(T, exp(x)); break;                                        \
+        case KDX_UN_LOG: UN_LOOP(T, log(x)); break;                                        \
+        case KDX_UN_LOG1P: UN_LOOP(T, log1p(x)); break;                                    \
+        case KDX_UN_SQRT: UN_LOOP(T, sqrt(x)); break;                                      \
+        case KDX_UN_RSQRT: UN_LOOP(T, 1 / sqrt(x)); break;                                 \
+        case KDX_UN_SIN: UN_LOOP(T, sin(x)); break;                                        \
+        case KDX_UN_COS: UN_LOOP(T, cos(x)); break;                                        \
+        case KDX_UN_TANH: UN_LOOP(T, tanh(x)); break;                                      \
+        case KDX_UN_SIGMOID: UN_LOOP(T, 1 / (1 + exp(-x))); break;                         \
+        case KDX_UN_RELU: UN_LOOP(T, x < 0 ? 0 : x); break;                                \
+        case KDX_UN_LEAKY_RELU: UN_LOOP(T, x < 0 ? a * x : x); break;                      \
+        case KDX_UN_GELU:                                                                  \
+            if (r->a == 0) UN_LOOP(T, (T)0.5 * x * (1 + erf(x * (T)0.70710678118654752440))); \
+            else UN_LOOP(T, (T)0.5 * x * (1 + tanh((T)0.79788456080286535588 * (x + (T)0.044715 * x * x * x)))); \
+            break;                                                                         \
+        case KDX_UN_ELU: UN_LOOP(T, x > 0 ? x : a * expm1(x)); break;                      \
+        case KDX_UN_SOFTPLUS: UN_LOOP(T, x * a > b ? x : log1p(exp(a * x)) / a); break;    \
+        case KDX_UN_CLAMP: {                                                               \
+            const bool has_lo = r->a == r->a, has_hi = r->b == r->b;                       \
+            UN_LOOP(T, (has_lo && x < a) ? a : (has_hi && x > b) ? b : x);                 \
+            break;                                                                         \
+        }                                                                                  \
+        case KDX_UN_POW: UN_LOOP(T, pow(x, a)); break;                                     \
+        case KDX_UN_FILL: UN_LOOP(T, ((void)x, a)); break;                                 \
+        case KDX_UN_COUNT: break;                                                          \
+        }                                                                                  \
+    }
+
+UNARY_FLOAT_KERNEL(unary_f32, float)
+UNARY_FLOAT_KERNEL(unary_f64, double)
+
+static void unary_i64(void *ud, int64_t lo, int64_t hi)
+{
+    const unary_run *r = ud;
+    /* Bounds are doubles; keep them as such so that a NaN means "no bound". */
+    const bool has_lo = r->a == r->a, has_hi = r->b == r->b;
+    const int64_t a = has_lo ? kdx__f2i(ceil(r->a)) : 0, b = has_hi ? kdx__f2i(floor(r->b)) : 0;
+    switch (r->op) {
+    case KDX_UN_NEG: UN_LOOP(int64_t, (int64_t)(0 - (uint64_t)x)); break;
+    case KDX_UN_ABS: UN_LOOP(int64_t, x < 0 ? (int64_t)(0 - (uint64_t)x) : x); break;
+    case KDX_UN_SIGN: UN_LOOP(int64_t, (x > 0) - (x < 0)); break;
+    case KDX_UN_RELU: UN_LOOP(int64_t, x < 0 ? 0 : x); break;
+    case KDX_UN_CLAMP: UN_LOOP(int64_t, (has_lo && x < a) ? a : (has_hi && x > b) ? b : x); break;
+    case KDX_UN_FILL: UN_LOOP(int64_t, ((void)x, kdx__f2i(r->a))); break;
+    default: break; /* other ops never reach int64 (see unop_keeps_int) */
+    }
+}
+
+/* Applies a unary op run by run: out and x have the same shape and dtype. */
+static void unary_apply(kdx_unop op, double a, double b, kdx_tensor *out, const kdx_tensor *x)
+{
+    static const kdx__range_fn kernels[] = {unary_f32, unary_f64, unary_i64};
+    const kdx_tensor *ts[2] = {out, x};
+    kdx_iter it;
+    char *p[2];
+    int64_t n, st[2];
+    kdx__iter_init(&it, 2, ts, out->ndim, out->shape);
+    while (kdx__iter_next(&it, p, &n, st)) {
+        unary_run r = {op, a, b, p[0], p[1], st[0], st[1]};
+        kdx__parallel_for(n, 32768, kernels[out->dtype], &r);
+    }
+}
+
+/* Both checks are written out at each entry point (not in a helper) so the
+   compiler can see op is in range before it indexes the name tables. */
+#define CHECK_UNOP(fname, op, x)                                                                    \
+    do {                                                                                            \
+        if ((unsigned)(op) >= KDX_UN_COUNT) return kdx_fail(KDX_EINVAL, "%s: unknown op %d", fname, (int)(op)); \
+        KDX_TRY(kdx__arg(fname, "input", x));                                                       \
+    } while (0)
+
+kdx_status kdx_unary(kdx_unop op, const kdx_tensor *x, double a, double b, kdx_tensor **out)
+{
+    CHECK_UNOP("unary", op, x);
+    const char *name = unop_names[op];
+    if (op == KDX_UN_SOFTPLUS && a == 0) return kdx_fail(KDX_EINVAL, "%s: beta must be nonzero", name);
+    kdx_dtype dt = x->dtype == KDX_DTYPE_I64 && !unop_keeps_int(op) ? KDX_DTYPE_F32 : x->dtype;
+    kdx_tensor *xin, *y;
+    KDX_TRY(kdx_to(x, dt, &xin));
+    kdx_status s = kdx__new(name, dt, x->ndim, x->shape, &y);
+    if (s == KDX_OK) {
+        unary_apply(op, a, b, y, xin);
+        *out = y;
+    }
+    kdx_tensor_release(xin);
+    return s;
+}
+
+kdx_status kdx_unary_(kdx_unop op, kdx_tensor *x, double a, double b)
+{
+    CHECK_UNOP("unary_", op, x);
+    if (x->dtype == KDX_DTYPE_I64 && !unop_keeps_int(op))
+        return kdx_fail(KDX_EDTYPE, "%s_: the result is float but the tensor is int64; use the out-of-place form",
+                        unop_names[op]);
+    unary_apply(op, a, b, x, x);
+    return KDX_OK;
+}
+
+/* ---- binary ---- */
+
+static const char *const binop_names[KDX_BIN_COUNT] = {
+    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
+};
+
+typedef struct {
+    kdx_binop op;
+    char *po;
+    const char *pa, *pb;
+    int64_t so, sa, sb;
+} binary_run;
+
+#define BIN_LOOP(T, EXPR)                                                                       \
+    do {                                                                                        \
+        if (r->so == (int64_t)sizeof(T) && r->sa == (int64_t)sizeof(T) && r->sb == (int64_t)sizeof(T)) { \
+            T *o_ = (T *)r->po;                                                                 \
+            const T *a_ = (const T *)r->pa, *b_ = (const T *)r->pb;                             \
+            for (int64_t i = lo; i < hi; i++) { T x = a_[i], y = b_[i]; o_[i] = (EXPR); }       \
+        } else if (r->so == (int64_t)sizeof(T) && r->sa == (int64_t)sizeof(T) && r->sb == 0) {  \
+            T *o_ = (T *)r->po;                                                                 \
+            const T *a_ = (const T *)r->pa, y = *(const T *)r->pb;                              \
+            for (int64_t i = lo; i < hi; i++) { T x = a_[i]; o_[i] = (EXPR); }                  \
+        } else {                                                                                \
+            for (int64_t i = lo; i < hi; i++) {                                                 \
+                T x = *(const T *)(r->pa + i * r->sa), y = *(const T *)(r->pb + i * r->sb);     \
+                *(T *)(r->po + i * r->so) = (EXPR);                                             \
+            }                                                                                   \
+        }                                                                                       \
+    } while (0)
+
+/* Shared by all dtypes; DIV and POW only reach int64 after promotion to float. */
+#define BINARY_CASES(T, POW)                                                  \
+    switch (r->op) {                                                          \
+    case KDX_BIN_ADD: BIN_LOOP(T, x + y); break;                              \
+    case KDX_BIN_SUB: BIN_LOOP(T, x - y); break;                              \
+    case KDX_BIN_MUL: BIN_LOOP(T, x * y); break;                              \
+    case KDX_BIN_DIV: BIN_LOOP(T, x / y); break;                              \
+    case KDX_BIN_POW: BIN_LOOP(T, POW(x, y)); break;                          \
+    case KDX_BIN_MAXIMUM: BIN_LOOP(T, (x != x || x > y) ? x : y); break;      \
+    case KDX_BIN_MINIMUM: BIN_LOOP(T, (x != x || x < y) ? x : y); break;      \
+    case KDX_BIN_EQ: BIN_LOOP(T, (T)(x == y)); break;                         \
+    case KDX_BIN_NE: BIN_LOOP(T, (T)(x != y)); break;                         \
+    case KDX_BIN_LT: BIN_LOOP(T, (T)(x < y)); break;                          \
+    case KDX_BIN_LE: BIN_LOOP(T, (T)(x <= y)); break;                         \
+    case KDX_BIN_GT: BIN_LOOP(T, (T)(x > y)); break;                          \
+    case KDX_BIN_GE: BIN_LOOP(T, (T)(x >= y)); break;                         \
+    case KDX_BIN_COUNT: break;                                                \
+    }
+
+static void binary_f32(void *ud, int64_t lo, int64_t hi)
+{
+    const binary_run *r = ud;
+    BINARY_CASES(float, pow)
+}
+
+static void binary_f64(void *ud, int64_t lo, int64_t hi)
+{
+    const binary_run *r = ud;
+    BINARY_CASES(double, pow)
+}
+
+/* Integer arithmetic wraps as two's complement (as PyTorch's does) instead of
+   overflowing into undefined behaviour. */
+static inline int64_t wrap_add(int64_t x, int64_t y) { return (int64_t)((uint64_t)x + (uint64_t)y); }
+static inline int64_t wrap_sub(int64_t x, int64_t y) { return (int64_t)((uint64_t)x - (uint64_t)y); }
+static inline int64_t wrap_mul(int64_t x, int64_t y) { return (int64_t)((uint64_t)x * (uint64_t)y); }
+
+static void binary_i64(void *ud, int64_t lo, int64_t hi)
+{
+    const binary_run *r = ud;
+    switch (r->op) {
+    case KDX_BIN_ADD: BIN_LOOP(int64_t, wrap_add(x, y)); break;
+    case KDX_BIN_SUB: BIN_LOOP(int64_t, wrap_sub(x, y)); break;
+    case KDX_BIN_MUL: BIN_LOOP(int64_t, wrap_mul(x, y)); break;
+    case KDX_BIN_MAXIMUM: BIN_LOOP(int64_t, x > y ? x : y); break;
+    case KDX_BIN_MINIMUM: BIN_LOOP(int64_t, x < y ? x : y); break;
+    case KDX_BIN_EQ: BIN_LOOP(int64_t, x == y); break;
+    case KDX_BIN_NE: BIN_LOOP(int64_t, x != y); break;
+    case KDX_BIN_LT: BIN_LOOP(int64_t, x < y); break;
+    case KDX_BIN_LE: BIN_LOOP(int64_t, x <= y); break;
+    case KDX_BIN_GT: BIN_LOOP(int64_t, x > y); break;
+    case KDX_BIN_GE: BIN_LOOP(int64_t, x >= y); break;
+    default: break; /* div and pow are promoted to float before reaching here */
+    }
+}
+
+/* out = a op b; all three share out's dtype, a and b broadcast to out's shape. */
+static void binary_apply(kdx_binop op, kdx_tensor *out, const kdx_tensor *a, const kdx_tensor *b)
+{
+    static const kdx__range_fn kernels[] = {binary_f32, binary_f64, binary_i64};
+    const kdx_tensor *ts[3] = {out, a, b};
+    kdx_iter it;
+    char *p[3];
+    int64_t n, st[3];
+    kdx__iter_init(&it, 3, ts, out->ndim, out->shape);
+    while (kdx__iter_next(&it, p, &n, st)) {
+        binary_run r = {op, p[0], p[1], p[2], st[0], st[1], st[2]};
+        kdx__parallel_for(n, 32768, kernels[out->dtype], &r);
+    }
+}
+
+/* The dtype op computes in for inputs of dtypes da and db. */
+static kdx_dtype binop_dtype(kdx_binop op, kdx_dtype da, kdx_dtype db)
+{
+    kdx_dtype dt = kdx_dtype_promote(da, db);
+    if (dt == KDX_DTYPE_I64 && (op == KDX_BIN_DIV || op == KDX_BIN_POW)) dt = KDX_DTYPE_F32;
+    return dt;
+}
+
+static kdx_status binary_in(kdx_binop op, const kdx_tensor *a, const kdx_tensor *b, kdx_dtype dt, kdx_tensor **out)
+{
+    const char *name = binop_names[op];
+    int nd;
+    int64_t sh[KDX_MAX_DIMS];
+    KDX_TRY(kdx_broadcast_shape(name, a->ndim, a->shape, b->ndim, b->shape, &nd, sh));
+    kdx_tensor *ac = NULL, *bc = NULL, *y = NULL;
+    kdx_status s = kdx_to(a, dt, &ac);
+    if (s == KDX_OK) s = kdx_to(b, dt, &bc);
+    if (s == KDX_OK) s = kdx__new(name, dt, nd, sh, &y);
+    if (s == KDX_OK) {
+        binary_apply(op, y, ac, bc);
+        *out = y;
+    }
+    KDX_RELEASE(ac, bc);
+    return s;
+}
+
+#define CHECK_BINOP(fname, op) \
+    if ((unsigned)(op) >= KDX_BIN_COUNT) return kdx_fail(KDX_EINVAL, "%s: unknown op %d", fname, (int)(op))
+
+kdx_status kdx_binary(kdx_binop op, const kdx_tensor *a, const kdx_tensor *b, kdx_tensor **out)
+{
+    CHECK_BINOP("binary", op);
+    KDX_TRY(kdx__arg(binop_names[op], "first operand", a));
+    KDX_TRY(kdx__arg(binop_names[op], "second operand", b));
+    return binary_in(op, a, b, binop_dtype(op, a->dtype, b->dtype), out);
+}
+
+/* A 0-d tensor for s in the dtype an op with a tensor of dtype dt computes in. */
+static kdx_status scalar_operand(kdx_binop op, kdx_dtype dt, double s, kdx_dtype *cdt, kdx_tensor **out)
+{
+    kdx_dtype sdt = (dt == KDX_DTYPE_I64 && s != floor(s)) ? KDX_DTYPE_F32 : dt;
+    if (dt == KDX_DTYPE_I64 && sdt == KDX_DTYPE_I64 && !(fabs(s) < 9.2e18)) sdt = KDX_DTYPE_F32;
+    *cdt = binop_dtype(op, dt, sdt);
+    return kdx_scalar(*cdt, s, out);
+}
+
+kdx_status kdx_binary_scalar(kdx_binop op, const kdx_tensor *a, double s, int scalar_first, kdx_tensor **out)
+{
+    CHECK_BINOP("binary_scalar", op);
+    KDX_TRY(kdx__arg(binop_names[op], "tensor operand", a));
+    kdx_dtype dt;
+    kdx_tensor *st;
+    KDX_TRY(scalar_operand(op, a->dtype, s, &dt, &st));
+    kdx_status r = scalar_first ? binary_in(op, st, a, dt, out) : binary_in(op, a, st, dt, out);
+    kdx_tensor_release(st);
+    return r;
+}
+
+kdx_status kdx_binary_(kdx_binop op, kdx_tensor *a, const kdx_tensor *b)
+{
+    CHECK_BINOP("binary_", op);
+    const char *name = binop_names[op];
+    KDX_TRY(kdx__arg(name, "tensor", a));
+    KDX_TRY(kdx__arg(name, "operand", b));
+    if (binop_dtype(op, a->dtype, b->dtype) != a->dtype)
+        return kdx_fail(KDX_EDTYPE, "%s_: the result would be %s but the tensor is %s", name,
+                        kdx_dtype_name(binop_dtype(op, a->dtype, b->dtype)), kdx_dtype_name(a->dtype));
+    int nd;
+    int64_t sh[KDX_MAX_DIMS];
+    KDX_TRY(kdx_broadcast_shape(name, a->ndim, a->shape, b->ndim, b->shape, &nd, sh));
+    if (nd != a->ndim || kdx__numel(nd, sh) != kdx_tensor_numel(a) || memcmp(sh, a->shape, (size_t)nd * sizeof *sh))
+        return kdx_fail(KDX_ESHAPE, "%s_: operand of shape %s does not broadcast to the tensor's shape %s", name,
+                        kdx__shp(b), kdx__shp(a));
+    kdx_tensor *bc;
+    /* A converted or, when it shares a's memory, a private copy of b, so the
+       result does not depend on the order elements are written in. */
+    kdx_status s = b->storage == a->storage && b != a ? kdx_clone(b, &bc) : kdx_to(b, a->dtype, &bc);
+    if (s != KDX_OK) return s;
+    if (bc->dtype != a->dtype) {
+        kdx_tensor *t;
+        s = kdx_to(bc, a->dtype, &t);
+        kdx_tensor_release(bc);
+        if (s != KDX_OK) return s;
+        bc = t;
+    }
+    binary_apply(op, a, a, bc);
+    kdx_tensor_release(bc);
+    return KDX_OK;
+}
+
+kdx_status kdx_binary_scalar_(kdx_binop op, kdx_tensor *a, double s)
+{
+    CHECK_BINOP("binary_scalar_", op);
+    KDX_TRY(kdx__arg(binop_names[op], "tensor", a));
+    kdx_dtype dt;
+    kdx_tensor *st;
+    KDX_TRY(scalar_operand(op, a->dtype, s, &dt, &st));
+    kdx_status r = kdx_binary_(op, a, st);
+    kdx_tensor_release(st);
+    return r;
+}
+
+/* ---- where, masked_fill ---- */
+
+#define WHERE_RUN(T)                                                                                        \
+    for (int64_t i = 0; i < n; i++)                                                                         \
+        *(T *)(p[0] + i * st[0]) = truth(c->dtype, p[1] + i * st[1]) ? *(const T *)(p[2] + i * st[2])      \
+                                                                     : *(const T *)(p[3] + i * st[3])
+
+static inline bool truth(kdx_dtype dt, const char *p)
+{
+    switch (dt) {
+    case KDX_DTYPE_F32: return *(const float *)p != 0;
+    case KDX_DTYPE_F64: return *(const double *)p != 0;
+    case KDX_DTYPE_I64: return *(const int64_t *)p != 0;
+    }
+    return false;
+}
+
+kdx_status kdx_where(const kdx_tensor *c, const kdx_tensor *a, const kdx_tensor *b, kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg("where", "condition", c));
+    KDX_TRY(kdx__arg("where", "first value", a));
+    KDX_TRY(kdx__arg("where", "second value", b));
+    int n1, nd;
+    int64_t s1[KDX_MAX_DIMS], sh[KDX_MAX_DIMS];
+    KDX_TRY(kdx_broadcast_shape("where", a->ndim, a->shape, b->ndim, b->shape, &n1, s1));
+    KDX_TRY(kdx_broadcast_shape("where", c->ndim, c->shape, n1, s1, &nd, sh));
+    kdx_dtype dt = kdx_dtype_promote(a->dtype, b->dtype);
+    kdx_tensor *ac = NULL, *bc = NULL, *y = NULL;
+    kdx_status s = kdx_to(a, dt, &ac);
+    if (s == KDX_OK) s = kdx_to(b, dt, &bc);
+    if (s == KDX_OK) s = kdx__new("where", dt, nd, sh, &y);
+    if (s == KDX_OK) {
+        const kdx_tensor *ts[4] = {y, c, ac, bc};
+        kdx_iter it;
+        char *p[4];
+        int64_t n, st[4];
+        kdx__iter_init(&it, 4, ts, nd, sh);
+        while (kdx__iter_next(&it, p, &n, st)) {
+            switch (dt) {
+            case KDX_DTYPE_F32: WHERE_RUN(float); break;
+            case KDX_DTYPE_F64: WHERE_RUN(double); break;
+            case KDX_DTYPE_I64: WHERE_RUN(int64_t); break;
+            }
+        }
+        *out = y;
+    }
+    KDX_RELEASE(ac, bc);
+    return s;
+}
+
+kdx_status kdx_masked_fill(const kdx_tensor *x, const kdx_tensor *mask, double value, kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg("masked_fill", "input", x));
+    KDX_TRY(kdx__arg("masked_fill", "mask", mask));
+    int nd;
+    int64_t sh[KDX_MAX_DIMS];
+    KDX_TRY(kdx_broadcast_shape("masked_fill", x->ndim, x->shape, mask->ndim, mask->shape, &nd, sh));
+    if (nd != x->ndim || memcmp(sh, x->shape, (size_t)nd * sizeof *sh))
+        return kdx_fail(KDX_ESHAPE, "masked_fill: mask of shape %s does not broadcast to the input's shape %s",
+                        kdx__shp(mask), kdx__shp(x));
+    if (x->dtype == KDX_DTYPE_I64 && value != floor(value))
+        return kdx_fail(KDX_EDTYPE, "masked_fill: value %g does not fit an int64 tensor", value);
+    kdx_tensor *fillv, *y;
+    KDX_TRY(kdx_scalar(x->dtype, value, &fillv));
+    kdx_status s = kdx_where(mask, fillv, x, &y);
+    kdx_tensor_release(fillv);
+    if (s == KDX_OK) *out = y;
+    return s;
+}

@@ -1,0 +1,329 @@
+/* op_index.c — indexing by tensors (index_select, gather, scatter, index_add,
+   one_hot) and joining (cat, stack, split, chunk). Index tensors are int64 and
+   0-based here; kdx_index_rebase converts from any other base, once. */
+#include "kdx_internal.h"
+
+#include <string.h>
+
+static kdx_status need_index(const char *fname, const char *argname, const kdx_tensor *idx)
+{
+    KDX_TRY(kdx__arg(fname, argname, idx));
+    if (idx->dtype != KDX_DTYPE_I64)
+        return kdx_fail(KDX_EDTYPE, "%s: %s must be int64, got %s", fname, argname, kdx_dtype_name(idx->dtype));
+    return KDX_OK;
+}
+
+kdx_status kdx_index_rebase(const char *fname, const kdx_tensor *idx, int64_t base, int64_t size, int allow_negative,
+                            kdx_tensor **out)
+{
+    if (!fname) fname = "index";
+    KDX_TRY(need_index(fname, "index", idx));
+    kdx_tensor *y;
+    KDX_TRY(kdx_clone(idx, &y));
+    int64_t *p = (int64_t *)kdx__base(y), n = kdx_tensor_numel(y);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t v = p[i];
+        if (allow_negative && v < 0 && v >= -size) {
+            p[i] = v + size;
+        } else if (v >= base && v - base < size) {
+            p[i] = v - base;
+        } else {
+            kdx_tensor_release(y);
+            if (size == 0) return kdx_fail(KDX_EINDEX, "%s: index %lld into a dim of size 0", fname, (long long)v);
+            return kdx_fail(KDX_EINDEX, "%s: index %lld out of range [%lld, %lld]", fname, (long long)v,
+                            (long long)base, (long long)(base + size - 1));
+        }
+    }
+    *out = y;
+    return KDX_OK;
+}
+
+/* Checks 0-based index values against size. */
+static kdx_status check_range(const char *fname, const kdx_tensor *idx, int64_t size)
+{
+    kdx_tensor *tmp;
+    KDX_TRY(kdx_index_rebase(fname, idx, 0, size, 0, &tmp));
+    kdx_tensor_release(tmp);
+    return KDX_OK;
+}
+
+kdx_status kdx_index_select(const kdx_tensor *x, int dim, const kdx_tensor *idx, kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg("index_select", "input", x));
+    KDX_TRY(need_index("index_select", "index", idx));
+    if (idx->ndim > 1) return kdx_fail(KDX_ESHAPE, "index_select: index must be 1-D, got %s", kdx__shp(idx));
+    if (x->ndim == 0) return kdx_fail(KDX_ESHAPE, "index_select: input is 0-d");
+    int d;
+    KDX_TRY(kdx__dim("index_select", x->ndim, dim, &d));
+    KDX_TRY(check_range("index_select", idx, x->shape[d]));
+    int64_t shape[KDX_MAX_DIMS], n = kdx_tensor_numel(idx);
+    memcpy(shape, x->shape, sizeof shape);
+    shape[d] = n;
+    kdx_tensor *y;
+    KDX_TRY(kdx__new("index_select", x->dtype, x->ndim, shape, &y));
+    const int64_t *ip = (const int64_t *)kdx__base(idx);
+    int64_t is = idx->ndim ? idx->stride[0] : 0;
+    kdx_status s = KDX_OK;
+    for (int64_t i = 0; i < n && s == KDX_OK; i++) {
+        kdx_tensor *dst = NULL, *src = NULL;
+        s = kdx_select(y, d, i, &dst);
+        if (s == KDX_OK) s = kdx_select(x, d, ip[i * is], &src);
+        if (s == KDX_OK) s = kdx_copy_(dst, src);
+        KDX_RELEASE(dst, src);
+    }
+    if (s != KDX_OK) {
+        kdx_tensor_release(y);
+        return s;
+    }
+    *out = y;
+    return KDX_OK;
+}
+
+/* Shared walk of gather/scatter: for every position p of idx, the element of
+   `data` at p with coordinate dim replaced by idx[p], and the element of
+   `other` at p. Calls fn(data_ptr, other_ptr). */
+typedef void (*pair_fn)(kdx_dtype dt, char *data, char *other);
+
+static kdx_status index_walk(const char *fname, const kdx_tensor *data, int d, const kdx_tensor *idx,
+                             const kdx_tensor *other, pair_fn fn)
+{
+    if (idx->ndim != data->ndim)
+        return kdx_fail(KDX_ESHAPE, "%s: index has %d dims but input has %d", fname, idx->ndim, data->ndim);
+    for (int i = 0; i < idx->ndim; i++) {
+        if (i != d && idx->shape[i] > data->shape[i])
+            return kdx_fail(KDX_ESHAPE, "%s: index %s is larger than input %s at dim %d", fname, kdx__shp(idx),
+                            kdx__shp(data), i);
+        if (idx->shape[i] > other->shape[i])
+            return kdx_fail(KDX_ESHAPE, "%s: index %s is larger than %s at dim %d", fname, kdx__shp(idx),
+                            kdx__shp(other), i);
+    }
+    int64_t size = data->ndim ? data->shape[d] : 1;
+    KDX_TRY(check_range(fname, idx, size));
+    int64_t n = kdx_tensor_numel(idx), coord[KDX_MAX_DIMS] = {0};
+    int64_t es = (int64_t)kdx_dtype_size(data->dtype);
+    for (int64_t p = 0; p < n; p++) {
+        int64_t oi = 0, od = 0, oo = 0;
+        for (int i = 0; i < idx->ndim; i++) {
+            oi += coord[i] * idx->stride[i];
+            oo += coord[i] * other->stride[i];
+            if (i != d) od += coord[i] * data->stride[i];
+        }
+        int64_t k = ((const int64_t *)kdx__base(idx))[oi];
+        if (data->ndim) od += k * data->stride[d];
+        fn(data->dtype, kdx__base(data) + od * es, kdx__base(other) + oo * es);
+        for (int i = idx->ndim - 1; i >= 0; i--) {
+            if (++coord[i] < idx->shape[i]) break;
+            coord[i] = 0;
+        }
+    }
+    return KDX_OK;
+}
+
+static void pair_load(kdx_dtype dt, char *data, char *other) { memcpy(other, data, kdx_dtype_size(dt)); }
+static void pair_store(kdx_dtype dt, char *data, char *other) { memcpy(data, other, kdx_dtype_size(dt)); }
+static void pair_add(kdx_dtype dt, char *data, char *other)
+{
+    switch (dt) {
+    case KDX_DTYPE_F32: *(float *)data += *(const float *)other; break;
+    case KDX_DTYPE_F64: *(double *)data += *(const double *)other; break;
+    case KDX_DTYPE_I64: *(int64_t *)data = (int64_t)((uint64_t) * (int64_t *)data + (uint64_t) * (const int64_t *)other); break;
+    }
+}
+
+kdx_status kdx_gather(const kdx_tensor *x, int dim, const kdx_tensor *idx, kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg("gather", "input", x));
+    KDX_TRY(need_index("gather", "index", idx));
+    int d;
+    KDX_TRY(kdx__dim("gather", x->ndim, dim, &d));
+    kdx_tensor *y;
+    KDX_TRY(kdx__new("gather", x->dtype, idx->ndim, idx->shape, &y));
+    kdx_status s = index_walk("gather", x, d, idx, y, pair_load);
+    if (s != KDX_OK) {
+        kdx_tensor_release(y);
+        return s;
+    }
+    *out = y;
+    return KDX_OK;
+}
+
+static kdx_status scatter(const char *fname, kdx_tensor *x, int dim, const kdx_tensor *idx, const kdx_tensor *src,
+                          pair_fn fn)
+{
+    KDX_TRY(kdx__arg(fname, "input", x));
+    KDX_TRY(need_index(fname, "index", idx));
+    KDX_TRY(kdx__arg(fname, "source", src));
+    int d;
+    KDX_TRY(kdx__dim(fname, x->ndim, dim, &d));
+    if (src->ndim != x->ndim)
+        return kdx_fail(KDX_ESHAPE, "%s: source has %d dims but input has %d", fname, src->ndim, x->ndim);
+    kdx_tensor *sc;
+    KDX_TRY(kdx_to(src, x->dtype, &sc));
+    kdx_status s = index_walk(fname, x, d, idx, sc, fn);
+    kdx_tensor_release(sc);
+    return s;
+}
+
+kdx_status kdx_scatter_(kdx_tensor *x, int dim, const kdx_tensor *idx, const kdx_tensor *src)
+{
+    return scatter("scatter_", x, dim, idx, src, pair_store);
+}
+
+kdx_status kdx_scatter_add_(kdx_tensor *x, int dim, const kdx_tensor *idx, const kdx_tensor *src)
+{
+    return scatter("scatter_add_", x, dim, idx, src, pair_add);
+}
+
+kdx_status kdx_index_add_(kdx_tensor *x, int dim, const kdx_tensor *idx, const kdx_tensor *src, double alpha)
+{
+    KDX_TRY(kdx__arg("index_add_", "input", x));
+    KDX_TRY(need_index("index_add_", "index", idx));
+    KDX_TRY(kdx__arg("index_add_", "source", src));
+    if (idx->ndim > 1) return kdx_fail(KDX_ESHAPE, "index_add_: index must be 1-D, got %s", kdx__shp(idx));
+    if (x->ndim == 0) return kdx_fail(KDX_ESHAPE, "index_add_: input is 0-d");
+    int d;
+    KDX_TRY(kdx__dim("index_add_", x->ndim, dim, &d));
+    int64_t n = kdx_tensor_numel(idx);
+    bool ok = src->ndim == x->ndim;
+    for (int i = 0; ok && i < x->ndim; i++) ok = src->shape[i] == (i == d ? n : x->shape[i]);
+    if (!ok)
+        return kdx_fail(KDX_ESHAPE, "index_add_: source %s does not match input %s with %lld entries along dim %d",
+                        kdx__shp(src), kdx__shp(x), (long long)n, d);
+    KDX_TRY(check_range("index_add_", idx, x->shape[d]));
+    const int64_t *ip = (const int64_t *)kdx__base(idx);
+    int64_t is = idx->ndim ? idx->stride[0] : 0;
+    kdx_status s = KDX_OK;
+    for (int64_t i = 0; i < n && s == KDX_OK; i++) {
+        kdx_tensor *dst = NULL, *row = NULL, *scaled = NULL;
+        s = kdx_select(x, d, ip[i * is], &dst);
+        if (s == KDX_OK) s = kdx_select(src, d, i, &row);
+        if (s == KDX_OK) s = alpha == 1 ? kdx_binary_(KDX_BIN_ADD, dst, row)
+                                        : kdx_binary_scalar(KDX_BIN_MUL, row, alpha, 0, &scaled);
+        if (s == KDX_OK && scaled) s = kdx_binary_(KDX_BIN_ADD, dst, scaled);
+        KDX_RELEASE(dst, row, scaled);
+    }
+    return s;
+}
+
+kdx_status kdx_one_hot(const kdx_tensor *idx, int64_t n, kdx_tensor **out)
+{
+    KDX_TRY(need_index("one_hot", "labels", idx));
+    if (idx->ndim >= KDX_MAX_DIMS) return kdx_fail(KDX_ESHAPE, "one_hot: labels have too many dims");
+    if (n <= 0) return kdx_fail(KDX_EINVAL, "one_hot: the number of classes must be positive, got %lld", (long long)n);
+    kdx_tensor *ic;
+    KDX_TRY(kdx_index_rebase("one_hot", idx, 0, n, 0, &ic));
+    int64_t shape[KDX_MAX_DIMS];
+    memcpy(shape, idx->shape, (size_t)idx->ndim * sizeof *shape);
+    shape[idx->ndim] = n;
+    kdx_tensor *y;
+    kdx_status s = kdx__new("one_hot", KDX_DTYPE_I64, idx->ndim + 1, shape, &y);
+    if (s == KDX_OK) {
+        int64_t m = kdx_tensor_numel(ic);
+        const int64_t *ip = (const int64_t *)kdx__base(ic);
+        for (int64_t i = 0; i < m; i++) ((int64_t *)kdx__base(y))[i * n + ip[i]] = 1;
+        *out = y;
+    }
+    kdx_tensor_release(ic);
+    return s;
+}
+
+/* ---- joining ---- */
+
+kdx_status kdx_cat(const kdx_tensor *const *ts, int n, int dim, kdx_tensor **out)
+{
+    if (n <= 0 || !ts) return kdx_fail(KDX_EINVAL, "cat: expected a non-empty list of tensors");
+    for (int i = 0; i < n; i++)
+        if (!ts[i]) return kdx_fail(KDX_EINVAL, "cat: tensor %d is NULL", i);
+    const kdx_tensor *f = ts[0];
+    if (f->ndim == 0) return kdx_fail(KDX_ESHAPE, "cat: zero-dimensional tensor 0 cannot be concatenated");
+    int d;
+    KDX_TRY(kdx__dim("cat", f->ndim, dim, &d));
+    int64_t shape[KDX_MAX_DIMS];
+    memcpy(shape, f->shape, sizeof shape);
+    shape[d] = 0;
+    kdx_dtype dt = f->dtype;
+    for (int i = 0; i < n; i++) {
+        const kdx_tensor *t = ts[i];
+        bool ok = t->ndim == f->ndim;
+        for (int j = 0; ok && j < f->ndim; j++) ok = j == d || t->shape[j] == f->shape[j];
+        if (!ok)
+            return kdx_fail(KDX_ESHAPE, "cat: tensor %d has shape %s, which does not match %s except at dim %d", i,
+                            kdx__shp(t), kdx__shp(f), d);
+        shape[d] += t->shape[d];
+        dt = kdx_dtype_promote(dt, t->dtype);
+    }
+    kdx_tensor *y;
+    KDX_TRY(kdx__new("cat", dt, f->ndim, shape, &y));
+    int64_t at = 0;
+    kdx_status s = KDX_OK;
+    for (int i = 0; i < n && s == KDX_OK; i++) {
+        kdx_tensor *part;
+        s = kdx_narrow(y, d, at, ts[i]->shape[d], &part);
+        if (s == KDX_OK) {
+            s = kdx_copy_(part, ts[i]);
+            kdx_tensor_release(part);
+        }
+        at += ts[i]->shape[d];
+    }
+    if (s != KDX_OK) {
+        kdx_tensor_release(y);
+        return s;
+    }
+    *out = y;
+    return KDX_OK;
+}
+
+kdx_status kdx_stack(const kdx_tensor *const *ts, int n, int dim, kdx_tensor **out)
+{
+    if (n <= 0 || !ts) return kdx_fail(KDX_EINVAL, "stack: expected a non-empty list of tensors");
+    if (n > 4096) return kdx_fail(KDX_EINVAL, "stack: at most 4096 tensors at once, got %d", n);
+    kdx_tensor *views[4096];
+    kdx_status s = KDX_OK;
+    int made = 0;
+    for (int i = 0; i < n && s == KDX_OK; i++) {
+        if (!ts[i]) s = kdx_fail(KDX_EINVAL, "stack: tensor %d is NULL", i);
+        else if (!kdx__same_shape(ts[i], ts[0]))
+            s = kdx_fail(KDX_ESHAPE, "stack: tensor %d has shape %s but tensor 0 has %s", i, kdx__shp(ts[i]),
+                         kdx__shp(ts[0]));
+        else if ((s = kdx_unsqueeze(ts[i], dim, &views[i])) == KDX_OK) made++;
+        else s = kdx_fail(s, "stack: dim %d out of range for %d-d tensors", dim, ts[0]->ndim);
+    }
+    if (s == KDX_OK) s = kdx_cat((const kdx_tensor *const *)views, n, dim, out);
+    for (int i = 0; i < made; i++) kdx_tensor_release(views[i]);
+    return s;
+}
+
+kdx_status kdx_split(const kdx_tensor *t, int64_t split_size, int dim, kdx_tensor **outs, int cap, int *n)
+{
+    KDX_TRY(kdx__arg("split", "input", t));
+    if (t->ndim == 0) return kdx_fail(KDX_ESHAPE, "split: cannot split a 0-d tensor");
+    if (split_size <= 0) return kdx_fail(KDX_EINVAL, "split: split size must be positive, got %lld", (long long)split_size);
+    int d;
+    KDX_TRY(kdx__dim("split", t->ndim, dim, &d));
+    int64_t size = t->shape[d];
+    int64_t count = size == 0 ? 1 : (size + split_size - 1) / split_size;
+    if (count > 1 << 20) return kdx_fail(KDX_EINVAL, "split: %lld pieces is too many", (long long)count);
+    *n = (int)count;
+    if (!outs) return KDX_OK;
+    if (cap < count) return kdx_fail(KDX_EINVAL, "split: room for %d pieces, %lld needed", cap, (long long)count);
+    for (int64_t i = 0; i < count; i++) {
+        int64_t start = i * split_size, len = size - start < split_size ? size - start : split_size;
+        kdx_status s = kdx_narrow(t, d, start, len, &outs[i]);
+        if (s != KDX_OK) {
+            for (int64_t j = 0; j < i; j++) kdx_tensor_release(outs[j]);
+            return s;
+        }
+    }
+    return KDX_OK;
+}
+
+kdx_status kdx_chunk(const kdx_tensor *t, int chunks, int dim, kdx_tensor **outs, int cap, int *n)
+{
+    KDX_TRY(kdx__arg("chunk", "input", t));
+    if (chunks <= 0) return kdx_fail(KDX_EINVAL, "chunk: chunks must be positive, got %d", chunks);
+    if (t->ndim == 0) return kdx_fail(KDX_ESHAPE, "chunk: cannot chunk a 0-d tensor");
+    int d;
+    KDX_TRY(kdx__dim("chunk", t->ndim, dim, &d));
+    int64_t size = t->shape[d], each = (size + chunks - 1) / chunks;
+    return kdx_split(t, each > 0 ? each : 1, d, outs, cap, n);
+}

@@ -1,0 +1,391 @@
+/* op_reduce.c — reductions over any set of dims. Every reduction brings its
+   input into one layout, [outer, n] with the reduced dims last and contiguous,
+   then reduces each row; float32 accumulates in double. */
+#include "kdx_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+kdx_status kdx__dims_mask(const char *fname, int ndim, const int *dims, int ndims, unsigned *mask)
+{
+    unsigned m = 0;
+    if (ndims == 0) {
+        *mask = ndim ? (1u << ndim) - 1 : 0;
+        return KDX_OK;
+    }
+    if (!dims) return kdx_fail(KDX_EINVAL, "%s: dims is NULL", fname);
+    for (int i = 0; i < ndims; i++) {
+        int d;
+        KDX_TRY(kdx__dim(fname, ndim, dims[i], &d));
+        if (ndim == 0) continue;
+        if (m & (1u << d)) return kdx_fail(KDX_EINVAL, "%s: dim %d appears more than once", fname, d);
+        m |= 1u << d;
+    }
+    *mask = m;
+    return KDX_OK;
+}
+
+int kdx__reduced_shape(int ndim, const int64_t *shape, unsigned mask, int keepdim, int64_t *out)
+{
+    int n = 0;
+    for (int i = 0; i < ndim; i++) {
+        if (mask & (1u << i)) {
+            if (keepdim) out[n++] = 1;
+        } else {
+            out[n++] = shape[i];
+        }
+    }
+    return n;
+}
+
+kdx_status kdx__reduce_layout(const char *fname, const kdx_tensor *x, unsigned mask, kdx_tensor **xt, int64_t *outer,
+                              int64_t *n)
+{
+    int perm[KDX_MAX_DIMS], k = 0;
+    int64_t o = 1, r = 1;
+    for (int i = 0; i < x->ndim; i++)
+        if (!(mask & (1u << i))) perm[k++] = i, o *= x->shape[i];
+    for (int i = 0; i < x->ndim; i++)
+        if (mask & (1u << i)) perm[k++] = i, r *= x->shape[i];
+    kdx_tensor *p;
+    KDX_TRY(kdx_permute(x, perm, x->ndim, &p));
+    kdx_status s = kdx_contiguous(p, xt);
+    kdx_tensor_release(p);
+    if (s != KDX_OK) return kdx_fail(s, "%s: %s", fname, kdx_last_error());
+    *outer = o;
+    *n = r;
+    return KDX_OK;
+}
+
+/* ---- sum, mean, prod, logsumexp, amax, amin, norms ---- */
+
+typedef struct {
+    kdx_redop op;
+    const char *in;
+    char *out;
+    int64_t n;
+    kdx_dtype dt;
+} reduce_job;
+
+/* One row of n values as doubles; float and double rows share this code. */
+#define ROW_REDUCE(T)                                                                     \
+    static double row_##T(kdx_redop op, const T *x, int64_t n)                            \
+    {                                                                                     \
+        double acc = 0;                                                                   \
+        switch (op) {                                                                     \
+        case KDX_RED_SUM:                                                                 \
+        case KDX_RED_MEAN:                                                                \
+            for (int64_t i = 0; i < n; i++) acc += x[i];                                  \
+            return op == KDX_RED_MEAN ? acc / (double)n : acc;                            \
+        case KDX_RED_PROD:                                                                \
+            acc = 1;                                                                      \
+            for (int64_t i = 0; i < n; i++) acc *= x[i];                                  \
+            return acc;                                                                   \
+        case KDX_RED_AMAX:                                                                \
+        case KDX_RED_AMIN: {                                                              \
+            double m = x[0];                                                              \
+            for (int64_t i = 1; i < n && m == m; i++) {                                   \
+                double v = x[i];                                                          \
+                if (v != v || (op == KDX_RED_AMAX ? v > m : v < m)) m = v;                \
+            }                                                                             \
+            return m;                                                                     \
+        }                                                                                 \
+        case KDX_RED_LOGSUMEXP: {                                                         \
+            double m = -INFINITY;                                                         \
+            for (int64_t i = 0; i < n; i++) if (x[i] > m || x[i] != x[i]) m = x[i];      \
+            if (isinf(m) || m != m) return m;                                             \
+            for (int64_t i = 0; i < n; i++) acc += exp((double)x[i] - m);                 \
+            return m + log(acc);                                                          \
+        }                                                                                 \
+        case KDX_RED_NORM1:                                                               \
+            for (int64_t i = 0; i < n; i++) acc += fabs((double)x[i]);                    \
+            return acc;                                                                   \
+        case KDX_RED_NORM2:                                                               \
+            for (int64_t i = 0; i < n; i++) acc += (double)x[i] * (double)x[i];           \
+            return sqrt(acc);                                                             \
+        case KDX_RED_NORMINF:                                                             \
+            for (int64_t i = 0; i < n; i++) {                                             \
+                double v = fabs((double)x[i]);                                            \
+                if (v > acc || v != v) acc = v;                                           \
+            }                                                                             \
+            return acc;                                                                   \
+        case KDX_RED_COUNT: break;                                                        \
+        }                                                                                 \
+        return 0;                                                                         \
+    }
+
+ROW_REDUCE(float)
+ROW_REDUCE(double)
+
+static int64_t row_int64(kdx_redop op, const int64_t *x, int64_t n)
+{
+    uint64_t acc = op == KDX_RED_PROD ? 1 : 0; /* unsigned: wraps like PyTorch, no UB */
+    int64_t m = n ? x[0] : 0;
+    for (int64_t i = 0; i < n; i++) {
+        switch (op) {
+        case KDX_RED_SUM: acc += (uint64_t)x[i]; break;
+        case KDX_RED_PROD: acc *= (uint64_t)x[i]; break;
+        case KDX_RED_AMAX: if (x[i] > m) m = x[i]; break;
+        case KDX_RED_AMIN: if (x[i] < m) m = x[i]; break;
+        default: break;
+        }
+    }
+    return op == KDX_RED_AMAX || op == KDX_RED_AMIN ? m : (int64_t)acc;
+}
+
+static void reduce_rows(void *ud, int64_t lo, int64_t hi)
+{
+    const reduce_job *j = ud;
+    for (int64_t r = lo; r < hi; r++) {
+        switch (j->dt) {
+        case KDX_DTYPE_F32: ((float *)j->out)[r] = (float)row_float(j->op, (const float *)j->in + r * j->n, j->n); break;
+        case KDX_DTYPE_F64: ((double *)j->out)[r] = row_double(j->op, (const double *)j->in + r * j->n, j->n); break;
+        case KDX_DTYPE_I64: ((int64_t *)j->out)[r] = row_int64(j->op, (const int64_t *)j->in + r * j->n, j->n); break;
+        }
+    }
+}
+
+static const char *const redop_names[KDX_RED_COUNT] = {
+    "sum", "mean", "prod", "logsumexp", "amax", "amin", "norm", "norm", "norm",
+};
+
+kdx_status kdx_reduce(kdx_redop op, const kdx_tensor *x, const int *dims, int ndims, int keepdim, kdx_tensor **out)
+{
+    if ((unsigned)op >= KDX_RED_COUNT) return kdx_fail(KDX_EINVAL, "reduce: unknown op %d", (int)op);
+    const char *name = redop_names[op];
+    KDX_TRY(kdx__arg(name, "input", x));
+    unsigned mask;
+    KDX_TRY(kdx__dims_mask(name, x->ndim, dims, ndims, &mask));
+    bool int_ok = op == KDX_RED_SUM || op == KDX_RED_PROD || op == KDX_RED_AMAX || op == KDX_RED_AMIN;
+    kdx_dtype dt = x->dtype == KDX_DTYPE_I64 && !int_ok ? KDX_DTYPE_F32 : x->dtype;
+    int64_t shape[KDX_MAX_DIMS];
+    int nd = kdx__reduced_shape(x->ndim, x->shape, mask, keepdim, shape);
+    kdx_tensor *xc, *xt, *y;
+    KDX_TRY(kdx_to(x, dt, &xc));
+    int64_t outer, n;
+    kdx_status s = kdx__reduce_layout(name, xc, mask, &xt, &outer, &n);
+    kdx_tensor_release(xc);
+    if (s != KDX_OK) return s;
+    if (n == 0 && (op == KDX_RED_AMAX || op == KDX_RED_AMIN || op == KDX_RED_NORMINF) && outer > 0) {
+        kdx_tensor_release(xt);
+        return kdx_fail(KDX_ESHAPE, "%s: cannot reduce over zero elements (input %s)", name, kdx__shp(x));
+    }
+    s = kdx__new(name, dt, nd, shape, &y);
+    if (s == KDX_OK) {
+        reduce_job j = {op, kdx__base(xt), kdx__base(y), n, dt};
+        kdx__parallel_for(outer, n > 0 ? 1 + 16384 / n : 16384, reduce_rows, &j);
+        *out = y;
+    }
+    kdx_tensor_release(xt);
+    return s;
+}
+
+/* ---- var, std ---- */
+
+typedef struct {
+    const char *in;
+    char *out;
+    int64_t n;
+    double correction;
+    bool take_sqrt;
+    kdx_dtype dt;
+} var_job;
+
+static void var_rows(void *ud, int64_t lo, int64_t hi)
+{
+    const var_job *j = ud;
+    for (int64_t r = lo; r < hi; r++) {
+        double mean = 0, ss = 0;
+        for (int64_t i = 0; i < j->n; i++)
+            mean += j->dt == KDX_DTYPE_F32 ? ((const float *)j->in)[r * j->n + i] : ((const double *)j->in)[r * j->n + i];
+        mean /= (double)j->n;
+        for (int64_t i = 0; i < j->n; i++) {
+            double v = j->dt == KDX_DTYPE_F32 ? ((const float *)j->in)[r * j->n + i] : ((const double *)j->in)[r * j->n + i];
+            ss += (v - mean) * (v - mean);
+        }
+        double denom = (double)j->n - j->correction;
+        double var = denom > 0 ? ss / denom : NAN;
+        double v = j->take_sqrt ? sqrt(var) : var;
+        if (j->dt == KDX_DTYPE_F32) ((float *)j->out)[r] = (float)v;
+        else ((double *)j->out)[r] = v;
+    }
+}
+
+static kdx_status var_std(const char *name, bool take_sqrt, const kdx_tensor *x, const int *dims, int ndims,
+                          double correction, int keepdim, kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg(name, "input", x));
+    if (!(correction >= 0)) return kdx_fail(KDX_EINVAL, "%s: correction must be >= 0, got %g", name, correction);
+    unsigned mask;
+    KDX_TRY(kdx__dims_mask(name, x->ndim, dims, ndims, &mask));
+    kdx_dtype dt = x->dtype == KDX_DTYPE_I64 ? KDX_DTYPE_F32 : x->dtype;
+    int64_t shape[KDX_MAX_DIMS];
+    int nd = kdx__reduced_shape(x->ndim, x->shape, mask, keepdim, shape);
+    kdx_tensor *xc, *xt, *y;
+    KDX_TRY(kdx_to(x, dt, &xc));
+    int64_t outer, n;
+    kdx_status s = kdx__reduce_layout(name, xc, mask, &xt, &outer, &n);
+    kdx_tensor_release(xc);
+    if (s != KDX_OK) return s;
+    s = kdx__new(name, dt, nd, shape, &y);
+    if (s == KDX_OK) {
+        var_job j = {kdx__base(xt), kdx__base(y), n, correction, take_sqrt, dt};
+        kdx__parallel_for(outer, n > 0 ? 1 + 16384 / n : 16384, var_rows, &j);
+        *out = y;
+    }
+    kdx_tensor_release(xt);
+    return s;
+}
+
+kdx_status kdx_var(const kdx_tensor *x, const int *dims, int ndims, double correction, int keepdim, kdx_tensor **out)
+{
+    return var_std("var", false, x, dims, ndims, correction, keepdim, out);
+}
+
+kdx_status kdx_std(const kdx_tensor *x, const int *dims, int ndims, double correction, int keepdim, kdx_tensor **out)
+{
+    return var_std("std", true, x, dims, ndims, correction, keepdim, out);
+}
+
+/* ---- max/min with indices, argmax/argmin ---- */
+
+/* Index of the first max (want_max) or min of a row; the first NaN wins. */
+static int64_t row_arg(kdx_dtype dt, const char *base, int64_t n, bool want_max)
+{
+    int64_t best = 0;
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double v = dt == KDX_DTYPE_F32 ? ((const float *)base)[i]
+                 : dt == KDX_DTYPE_F64 ? ((const double *)base)[i]
+                                       : (double)((const int64_t *)base)[i];
+        if (i == 0) {
+            m = v;
+            if (v != v) return 0;
+            continue;
+        }
+        if (v != v) return i;
+        if (dt == KDX_DTYPE_I64) {
+            /* Compare int64 exactly: doubles lose precision past 2^53. */
+            int64_t a = ((const int64_t *)base)[i], b = ((const int64_t *)base)[best];
+            if (want_max ? a > b : a < b) best = i;
+        } else if (want_max ? v > m : v < m) {
+            m = v, best = i;
+        }
+    }
+    return best;
+}
+
+static kdx_status arg_reduce(const char *name, bool want_max, const kdx_tensor *x, unsigned mask, int keepdim,
+                             kdx_tensor **values, kdx_tensor **indices)
+{
+    int64_t shape[KDX_MAX_DIMS];
+    int nd = kdx__reduced_shape(x->ndim, x->shape, mask, keepdim, shape);
+    kdx_tensor *xt, *v = NULL, *ix = NULL;
+    int64_t outer, n;
+    KDX_TRY(kdx__reduce_layout(name, x, mask, &xt, &outer, &n));
+    if (n == 0 && outer > 0) {
+        kdx_tensor_release(xt);
+        return kdx_fail(KDX_ESHAPE, "%s: cannot reduce over an empty dim (input %s)", name, kdx__shp(x));
+    }
+    kdx_status s = kdx__new(name, KDX_DTYPE_I64, nd, shape, &ix);
+    if (s == KDX_OK && values) s = kdx__new(name, x->dtype, nd, shape, &v);
+    if (s == KDX_OK) {
+        size_t es = kdx_dtype_size(x->dtype);
+        for (int64_t r = 0; r < outer; r++) {
+            const char *row = kdx__base(xt) + (size_t)(r * n) * es;
+            int64_t k = row_arg(x->dtype, row, n, want_max);
+            ((int64_t *)kdx__base(ix))[r] = k;
+            if (v) memcpy(kdx__base(v) + (size_t)r * es, row + (size_t)k * es, es);
+        }
+        if (values) *values = v;
+        if (indices) *indices = ix;
+        else kdx_tensor_release(ix);
+    } else {
+        KDX_RELEASE(v, ix);
+    }
+    kdx_tensor_release(xt);
+    return s;
+}
+
+static kdx_status max_min(const char *name, bool want_max, const kdx_tensor *x, int dim, int keepdim,
+                          kdx_tensor **values, kdx_tensor **indices)
+{
+    KDX_TRY(kdx__arg(name, "input", x));
+    int d;
+    KDX_TRY(kdx__dim(name, x->ndim, dim, &d));
+    unsigned mask = x->ndim ? 1u << d : 0;
+    return arg_reduce(name, want_max, x, mask, keepdim, values, indices);
+}
+
+kdx_status kdx_max(const kdx_tensor *x, int dim, int keepdim, kdx_tensor **values, kdx_tensor **indices)
+{
+    return max_min("max", true, x, dim, keepdim, values, indices);
+}
+
+kdx_status kdx_min(const kdx_tensor *x, int dim, int keepdim, kdx_tensor **values, kdx_tensor **indices)
+{
+    return max_min("min", false, x, dim, keepdim, values, indices);
+}
+
+static kdx_status argmaxmin(const char *name, bool want_max, const kdx_tensor *x, int dim, int all, int keepdim,
+                            kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg(name, "input", x));
+    if (!all) return max_min(name, want_max, x, dim, keepdim, NULL, out);
+    unsigned mask = x->ndim ? (1u << x->ndim) - 1 : 0;
+    return arg_reduce(name, want_max, x, mask, keepdim, NULL, out);
+}
+
+kdx_status kdx_argmax(const kdx_tensor *x, int dim, int all, int keepdim, kdx_tensor **out)
+{
+    return argmaxmin("argmax", true, x, dim, all, keepdim, out);
+}
+
+kdx_status kdx_argmin(const kdx_tensor *x, int dim, int all, int keepdim, kdx_tensor **out)
+{
+    return argmaxmin("argmin", false, x, dim, all, keepdim, out);
+}
+
+/* ---- cumsum ---- */
+
+kdx_status kdx_cumsum(const kdx_tensor *x, int dim, kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg("cumsum", "input", x));
+    int d;
+    KDX_TRY(kdx__dim("cumsum", x->ndim, dim, &d));
+    kdx_tensor *y;
+    KDX_TRY(kdx_clone(x, &y)); /* contiguous: dim d has stride inner, rows of length size */
+    if (x->ndim == 0) {
+        *out = y;
+        return KDX_OK;
+    }
+    int64_t size = x->shape[d], inner = 1, outer = 1;
+    for (int i = d + 1; i < x->ndim; i++) inner *= x->shape[i];
+    for (int i = 0; i < d; i++) outer *= x->shape[i];
+    char *base = kdx__base(y);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t in = 0; in < inner; in++) {
+            int64_t at = o * size * inner + in;
+            switch (y->dtype) {
+            case KDX_DTYPE_F32: {
+                float *p = (float *)base + at;
+                double acc = 0;
+                for (int64_t i = 0; i < size; i++) acc += p[i * inner], p[i * inner] = (float)acc;
+                break;
+            }
+            case KDX_DTYPE_F64: {
+                double *p = (double *)base + at, acc = 0;
+                for (int64_t i = 0; i < size; i++) acc += p[i * inner], p[i * inner] = acc;
+                break;
+            }
+            case KDX_DTYPE_I64: {
+                int64_t *p = (int64_t *)base + at;
+                uint64_t acc = 0;
+                for (int64_t i = 0; i < size; i++) acc += (uint64_t)p[i * inner], p[i * inner] = (int64_t)acc;
+                break;
+            }
+            }
+        }
+    *out = y;
+    return KDX_OK;
+}

@@ -1,0 +1,41 @@
+/* parallel.c — the engine's thread count and its one parallel-loop helper.
+   OpenMP does the work; BLAS gets the same count. */
+#include "kdx_internal.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static int num_threads; /* 0 until set: use the machine's core count */
+
+void kdx_set_num_threads(int n)
+{
+    if (n < 1) n = 1;
+    num_threads = n;
+    kdx__blas_set_threads(n);
+}
+
+int kdx_get_num_threads(void)
+{
+    if (num_threads > 0) return num_threads;
+#ifdef _OPENMP
+    return omp_get_num_procs();
+#else
+    return 1;
+#endif
+}
+
+void kdx__parallel_for(int64_t n, int64_t grain, kdx__range_fn fn, void *ud)
+{
+    int nt = kdx_get_num_threads();
+    if (grain < 1) grain = 1;
+    if (nt > 1 && n >= 2 * grain) {
+        int64_t chunks = n / grain < nt ? n / grain : nt;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads((int)chunks) schedule(static)
+#endif
+        for (int64_t c = 0; c < chunks; c++) fn(ud, n * c / chunks, n * (c + 1) / chunks);
+        return;
+    }
+    if (n > 0) fn(ud, 0, n);
+}

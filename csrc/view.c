@@ -1,0 +1,344 @@
+/* view.c — views that share storage (reshape, transpose, narrow, expand, ...)
+   and the copies that change layout or dtype. */
+#include "kdx_internal.h"
+
+#include <string.h>
+
+/* Resolves a -1 entry and checks the element count is unchanged. */
+static kdx_status infer_shape(const char *fname, const kdx_tensor *t, int ndim, const int64_t *shape, int64_t *out)
+{
+    if (ndim < 0 || ndim > KDX_MAX_DIMS)
+        return kdx_fail(KDX_ESHAPE, "%s: %d dims requested, at most %d are supported", fname, ndim, KDX_MAX_DIMS);
+    int infer = -1;
+    int64_t known = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] == -1) {
+            if (infer >= 0) return kdx_fail(KDX_ESHAPE, "%s: only one dim may be -1", fname);
+            infer = i;
+        } else if (shape[i] < 0) {
+            return kdx_fail(KDX_ESHAPE, "%s: invalid size %lld at dim %d", fname, (long long)shape[i], i);
+        } else {
+            known *= shape[i];
+        }
+        out[i] = shape[i];
+    }
+    int64_t n = kdx_tensor_numel(t);
+    if (infer >= 0) {
+        if (known == 0 || n % known != 0) {
+            char b[96];
+            return kdx_fail(KDX_ESHAPE, "%s: shape %s is invalid for a tensor of %lld elements", fname,
+                            kdx_shape_str(ndim, shape, b, sizeof b), (long long)n);
+        }
+        out[infer] = n / known;
+    } else if (known != n) {
+        char b[96];
+        return kdx_fail(KDX_ESHAPE, "%s: shape %s is invalid for a tensor of %lld elements (shape %s)", fname,
+                        kdx_shape_str(ndim, shape, b, sizeof b), (long long)n, kdx__shp(t));
+    }
+    return KDX_OK;
+}
+
+/* Strides for viewing t as shape without copying, or false when the layout
+   does not allow it (PyTorch's computeStride: groups of old dims that are
+   contiguous among themselves map onto groups of new dims). */
+static bool view_strides(const kdx_tensor *t, int ndim, const int64_t *shape, int64_t *stride)
+{
+    if (kdx_tensor_numel(t) == 0 || t->ndim == 0) {
+        kdx__contig_strides(ndim, shape, stride);
+        return true;
+    }
+    int view_d = ndim - 1;
+    int64_t chunk_base = t->stride[t->ndim - 1];
+    int64_t tensor_numel = 1, view_numel = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        tensor_numel *= t->shape[d];
+        if (d == 0 || (t->shape[d - 1] != 1 && t->stride[d - 1] != tensor_numel * chunk_base)) {
+            while (view_d >= 0 && (view_numel < tensor_numel || shape[view_d] == 1)) {
+                stride[view_d] = view_numel * chunk_base;
+                view_numel *= shape[view_d];
+                view_d--;
+            }
+            if (view_numel != tensor_numel) return false;
+            if (d > 0) {
+                chunk_base = t->stride[d - 1];
+                tensor_numel = 1;
+                view_numel = 1;
+            }
+        }
+    }
+    return view_d == -1;
+}
+
+kdx_status kdx_view(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg("view", "tensor", t));
+    int64_t sh[KDX_MAX_DIMS], st[KDX_MAX_DIMS];
+    KDX_TRY(infer_shape("view", t, ndim, shape, sh));
+    if (!view_strides(t, ndim, sh, st))
+        return kdx_fail(KDX_ESHAPE, "view: the strides of a %s tensor do not allow this view; use reshape",
+                        kdx__shp(t));
+    return kdx__view_of(t, ndim, sh, st, t->offset, out);
+}
+
+kdx_status kdx_reshape(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg("reshape", "tensor", t));
+    int64_t sh[KDX_MAX_DIMS], st[KDX_MAX_DIMS];
+    KDX_TRY(infer_shape("reshape", t, ndim, shape, sh));
+    if (view_strides(t, ndim, sh, st)) return kdx__view_of(t, ndim, sh, st, t->offset, out);
+    kdx_tensor *c;
+    KDX_TRY(kdx_clone(t, &c));
+    kdx__contig_strides(ndim, sh, st);
+    kdx_status s = kdx__view_of(c, ndim, sh, st, 0, out);
+    kdx_tensor_release(c);
+    return s;
+}
+
+kdx_status kdx_transpose(const kdx_tensor *t, int d0, int d1, kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg("transpose", "tensor", t));
+    int a, b;
+    KDX_TRY(kdx__dim("transpose", t->ndim, d0, &a));
+    KDX_TRY(kdx__dim("transpose", t->ndim, d1, &b));
+    int64_t sh[KDX_MAX_DIMS], st[KDX_MAX_DIMS];
+    memcpy(sh, t->shape, sizeof sh);
+    memcpy(st, t->stride, sizeof st);
+    if (t->ndim > 0) {
+        sh[a] = t->shape[b], sh[b] = t->shape[a];
+        st[a] = t->stride[b], st[b] = t->stride[a];
+    }
+    return kdx__view_of(t, t->ndim, sh, st, t->offset, out);
+}
+
+kdx_status kdx_permute(const kdx_tensor *t, const int *dims, int ndim, kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg("permute", "tensor", t));
+    if (ndim != t->ndim)
+        return kdx_fail(KDX_ESHAPE, "permute: %d dims given for a %d-d tensor", ndim, t->ndim);
+    int64_t sh[KDX_MAX_DIMS], st[KDX_MAX_DIMS];
+    bool seen[KDX_MAX_DIMS] = {false};
+    for (int i = 0; i < ndim; i++) {
+        int d;
+        KDX_TRY(kdx__dim("permute", t->ndim, dims[i], &d));
+        if (seen[d]) return kdx_fail(KDX_EINVAL, "permute: dim %d appears twice", d);
+        seen[d] = true;
+        sh[i] = t->shape[d];
+        st[i] = t->stride[d];
+    }
+    return kdx__view_of(t, ndim, sh, st, t->offset, out);
+}
+
+kdx_status kdx_narrow(const kdx_tensor *t, int dim, int64_t start, int64_t length, kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg("narrow", "tensor", t));
+    if (t->ndim == 0) return kdx_fail(KDX_ESHAPE, "narrow: cannot narrow a 0-d tensor");
+    int d;
+    KDX_TRY(kdx__dim("narrow", t->ndim, dim, &d));
+    int64_t size = t->shape[d];
+    if (start < 0) start += size;
+    if (start < 0 || start > size || length < 0 || start + length > size)
+        return kdx_fail(KDX_EINDEX, "narrow: start %lld and length %lld exceed dim %d of size %lld", (long long)start,
+                        (long long)length, d, (long long)size);
+    int64_t sh[KDX_MAX_DIMS];
+    memcpy(sh, t->shape, sizeof sh);
+    sh[d] = length;
+    return kdx__view_of(t, t->ndim, sh, t->stride, t->offset + start * t->stride[d], out);
+}
+
+kdx_status kdx_select(const kdx_tensor *t, int dim, int64_t index, kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg("select", "tensor", t));
+    if (t->ndim == 0) return kdx_fail(KDX_ESHAPE, "select: cannot select from a 0-d tensor");
+    int d;
+    KDX_TRY(kdx__dim("select", t->ndim, dim, &d));
+    int64_t size = t->shape[d];
+    if (index < -size || index >= size)
+        return kdx_fail(KDX_EINDEX, "select: index %lld out of range for dim %d of size %lld", (long long)index, d,
+                        (long long)size);
+    if (index < 0) index += size;
+    int64_t sh[KDX_MAX_DIMS], st[KDX_MAX_DIMS];
+    int n = 0;
+    for (int i = 0; i < t->ndim; i++)
+        if (i != d) sh[n] = t->shape[i], st[n++] = t->stride[i];
+    return kdx__view_of(t, n, sh, st, t->offset + index * t->stride[d], out);
+}
+
+kdx_status kdx_squeeze(const kdx_tensor *t, int dim, int all, kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg("squeeze", "tensor", t));
+    int d = -1;
+    if (!all && t->ndim > 0) KDX_TRY(kdx__dim("squeeze", t->ndim, dim, &d));
+    int64_t sh[KDX_MAX_DIMS], st[KDX_MAX_DIMS];
+    int n = 0;
+    for (int i = 0; i < t->ndim; i++) {
+        bool drop = t->shape[i] == 1 && (all || i == d);
+        if (!drop) sh[n] = t->shape[i], st[n++] = t->stride[i];
+    }
+    return kdx__view_of(t, n, sh, st, t->offset, out);
+}
+
+kdx_status kdx_unsqueeze(const kdx_tensor *t, int dim, kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg("unsqueeze", "tensor", t));
+    if (t->ndim >= KDX_MAX_DIMS)
+        return kdx_fail(KDX_ESHAPE, "unsqueeze: tensor already has %d dims", KDX_MAX_DIMS);
+    int d;
+    KDX_TRY(kdx__dim("unsqueeze", t->ndim + 1, dim, &d));
+    int64_t sh[KDX_MAX_DIMS], st[KDX_MAX_DIMS];
+    for (int i = 0, j = 0; i <= t->ndim; i++) {
+        if (i == d) {
+            sh[i] = 1;
+            st[i] = d < t->ndim ? t->shape[d] * t->stride[d] : 1;
+        } else {
+            sh[i] = t->shape[j], st[i] = t->stride[j];
+            j++;
+        }
+    }
+    return kdx__view_of(t, t->ndim + 1, sh, st, t->offset, out);
+}
+
+kdx_status kdx_expand(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg("expand", "tensor", t));
+    if (ndim < t->ndim || ndim > KDX_MAX_DIMS)
+        return kdx_fail(KDX_ESHAPE, "expand: cannot expand a %d-d tensor to %d dims", t->ndim, ndim);
+    int64_t sh[KDX_MAX_DIMS], st[KDX_MAX_DIMS];
+    int lead = ndim - t->ndim;
+    for (int i = 0; i < ndim; i++) {
+        int j = i - lead;
+        int64_t want = shape[i];
+        if (j < 0) {
+            if (want < 0) return kdx_fail(KDX_ESHAPE, "expand: -1 is not allowed for a new leading dim %d", i);
+            sh[i] = want, st[i] = 0;
+        } else if (want == -1 || want == t->shape[j]) {
+            sh[i] = t->shape[j], st[i] = t->stride[j];
+        } else if (t->shape[j] == 1 && want >= 0) {
+            sh[i] = want, st[i] = 0;
+        } else {
+            char b[96];
+            return kdx_fail(KDX_ESHAPE, "expand: cannot expand %s to %s (dim %d has size %lld)", kdx__shp(t),
+                            kdx_shape_str(ndim, shape, b, sizeof b), i, (long long)t->shape[j]);
+        }
+    }
+    return kdx__view_of(t, ndim, sh, st, t->offset, out);
+}
+
+kdx_status kdx_flatten(const kdx_tensor *t, int start, int end, kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg("flatten", "tensor", t));
+    if (t->ndim == 0) {
+        int64_t one = 1;
+        return kdx_reshape(t, 1, &one, out);
+    }
+    int a, b;
+    KDX_TRY(kdx__dim("flatten", t->ndim, start, &a));
+    KDX_TRY(kdx__dim("flatten", t->ndim, end, &b));
+    if (a > b) return kdx_fail(KDX_EINVAL, "flatten: start dim %d comes after end dim %d", a, b);
+    int64_t sh[KDX_MAX_DIMS];
+    int n = 0;
+    for (int i = 0; i < a; i++) sh[n++] = t->shape[i];
+    int64_t m = 1;
+    for (int i = a; i <= b; i++) m *= t->shape[i];
+    sh[n++] = m;
+    for (int i = b + 1; i < t->ndim; i++) sh[n++] = t->shape[i];
+    return kdx_reshape(t, n, sh, out);
+}
+
+/* ---- copies ---- */
+
+/* Copies with conversion between any two dtypes, one run at a time. */
+#define COPY_RUN(TD, TS)                                                                   \
+    for (int64_t i = 0; i < n; i++) *(TD *)(p[0] + i * st[0]) = (TD) * (const TS *)(p[1] + i * st[1])
+
+/* Float to int truncates toward zero; NaN and out-of-range values (undefined
+   behaviour in C) saturate instead. */
+#define COPY_TO_INT(TS) \
+    for (int64_t i = 0; i < n; i++) *(int64_t *)(p[0] + i * st[0]) = kdx__f2i(*(const TS *)(p[1] + i * st[1]))
+
+static void copy_converting(kdx_tensor *dst, const kdx_tensor *src)
+{
+    const kdx_tensor *ts[2] = {dst, src};
+    kdx_iter it;
+    char *p[2];
+    int64_t n, st[2];
+    kdx__iter_init(&it, 2, ts, dst->ndim, dst->shape);
+    int key = (int)dst->dtype * 3 + (int)src->dtype;
+    while (kdx__iter_next(&it, p, &n, st)) {
+        if (dst->dtype == src->dtype && st[0] == st[1] && st[0] == (int64_t)kdx_dtype_size(dst->dtype)) {
+            memcpy(p[0], p[1], (size_t)(n * st[0]));
+            continue;
+        }
+        switch (key) {
+        case 0: COPY_RUN(float, float); break;
+        case 1: COPY_RUN(float, double); break;
+        case 2: COPY_RUN(float, int64_t); break;
+        case 3: COPY_RUN(double, float); break;
+        case 4: COPY_RUN(double, double); break;
+        case 5: COPY_RUN(double, int64_t); break;
+        case 6: COPY_TO_INT(float); break;
+        case 7: COPY_TO_INT(double); break;
+        case 8: COPY_RUN(int64_t, int64_t); break;
+        }
+    }
+}
+
+kdx_status kdx_copy_(kdx_tensor *dst, const kdx_tensor *src)
+{
+    KDX_TRY(kdx__arg("copy_", "destination", dst));
+    KDX_TRY(kdx__arg("copy_", "source", src));
+    int nd;
+    int64_t sh[KDX_MAX_DIMS];
+    KDX_TRY(kdx_broadcast_shape("copy_", dst->ndim, dst->shape, src->ndim, src->shape, &nd, sh));
+    if (nd != dst->ndim || kdx__numel(nd, sh) != kdx_tensor_numel(dst))
+        return kdx_fail(KDX_ESHAPE, "copy_: source of shape %s does not broadcast to destination shape %s",
+                        kdx__shp(src), kdx__shp(dst));
+    for (int i = 0; i < nd; i++)
+        if (sh[i] != dst->shape[i])
+            return kdx_fail(KDX_ESHAPE, "copy_: source of shape %s does not broadcast to destination shape %s",
+                            kdx__shp(src), kdx__shp(dst));
+    if (dst->storage == src->storage && dst != src) {
+        /* Overlapping storage: go through a temporary so the result is as if copied at once. */
+        kdx_tensor *tmp;
+        KDX_TRY(kdx_clone(src, &tmp));
+        copy_converting(dst, tmp);
+        kdx_tensor_release(tmp);
+        return KDX_OK;
+    }
+    copy_converting(dst, src);
+    return KDX_OK;
+}
+
+kdx_status kdx_clone(const kdx_tensor *t, kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg("clone", "tensor", t));
+    kdx_tensor *c;
+    KDX_TRY(kdx__new("clone", t->dtype, t->ndim, t->shape, &c));
+    copy_converting(c, t);
+    *out = c;
+    return KDX_OK;
+}
+
+kdx_status kdx_contiguous(const kdx_tensor *t, kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg("contiguous", "tensor", t));
+    if (kdx_tensor_is_contiguous(t)) {
+        *out = kdx_tensor_retain((kdx_tensor *)t);
+        return KDX_OK;
+    }
+    return kdx_clone(t, out);
+}
+
+kdx_status kdx_to(const kdx_tensor *t, kdx_dtype dt, kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg("to", "tensor", t));
+    if ((unsigned)dt > KDX_DTYPE_I64) return kdx_fail(KDX_EDTYPE, "to: unknown dtype %d", (int)dt);
+    if (t->dtype == dt) {
+        *out = kdx_tensor_retain((kdx_tensor *)t);
+        return KDX_OK;
+    }
+    kdx_tensor *c;
+    KDX_TRY(kdx__new("to", dt, t->ndim, t->shape, &c));
+    copy_converting(c, t);
+    *out = c;
+    return KDX_OK;
+}
