@@ -63,6 +63,24 @@ static inline int64_t kdx__f2i(double v)
     if (v <= -9223372036854775808.0) return INT64_MIN;
     return (int64_t)v;
 }
+/* Checks t is non-NULL and float32 or float64 (arg names it in messages). */
+kdx_status kdx__check_float(const char *fname, const char *arg, const kdx_tensor *t);
+/* Kernel options (kernel, stride, ...) beyond this cannot describe a real
+   tensor and would overflow size arithmetic. */
+#define KDX_OPT_MAX ((int64_t)1 << 30)
+/* An option pair must lie in [lo, KDX_OPT_MAX]. */
+kdx_status kdx__check_pair(const char *fname, const char *name, const int64_t v[2], int64_t lo);
+/* x is [C,H,W] or [N,C,H,W] float with non-empty C, H, W (N may be 0). */
+kdx_status kdx__check_planes(const char *fname, const kdx_tensor *x);
+static inline int64_t kdx__min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t kdx__max64(int64_t a, int64_t b) { return a > b ? a : b; }
+/* Work below this many elements per thread is not worth a thread. */
+#define KDX_GRAIN_ELEMS 16384
+/* Items per parallel task so each task has about KDX_GRAIN_ELEMS elements. */
+static inline int64_t kdx__grain(int64_t elems_per_item)
+{
+    return elems_per_item >= KDX_GRAIN_ELEMS ? 1 : KDX_GRAIN_ELEMS / (elems_per_item > 0 ? elems_per_item : 1);
+}
 /* Same shape? */
 bool kdx__same_shape(const kdx_tensor *a, const kdx_tensor *b);
 /* Shape as "[2,3]" in a rotating thread-local buffer (for messages). */

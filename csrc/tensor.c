@@ -112,6 +112,34 @@ kdx_status kdx__arg(const char *fname, const char *argname, const kdx_tensor *t)
     return KDX_OK;
 }
 
+kdx_status kdx__check_float(const char *fname, const char *arg, const kdx_tensor *t)
+{
+    KDX_TRY(kdx__arg(fname, arg, t));
+    if (t->dtype != KDX_DTYPE_F32 && t->dtype != KDX_DTYPE_F64)
+        return kdx_fail(KDX_EDTYPE, "%s: %s must be float32 or float64, got %s", fname, arg, kdx_dtype_name(t->dtype));
+    return KDX_OK;
+}
+
+kdx_status kdx__check_pair(const char *fname, const char *name, const int64_t v[2], int64_t lo)
+{
+    for (int i = 0; i < 2; i++)
+        if (v[i] < lo || v[i] > KDX_OPT_MAX)
+            return kdx_fail(KDX_EINVAL, "%s: %s must be %s, got (%lld,%lld)", fname, name, lo > 0 ? ">= 1" : ">= 0",
+                            (long long)v[0], (long long)v[1]);
+    return KDX_OK;
+}
+
+kdx_status kdx__check_planes(const char *fname, const kdx_tensor *x)
+{
+    KDX_TRY(kdx__check_float(fname, "x", x));
+    if (x->ndim != 3 && x->ndim != 4)
+        return kdx_fail(KDX_ESHAPE, "%s: x must be 3-D [C,H,W] or 4-D [N,C,H,W], got %s", fname, kdx__shp(x));
+    for (int i = x->ndim - 3; i < x->ndim; i++)
+        if (x->shape[i] < 1)
+            return kdx_fail(KDX_ESHAPE, "%s: x %s has an empty channel or spatial dim", fname, kdx__shp(x));
+    return KDX_OK;
+}
+
 bool kdx__same_shape(const kdx_tensor *a, const kdx_tensor *b)
 {
     if (a->ndim != b->ndim) return false;

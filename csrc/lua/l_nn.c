@@ -23,6 +23,7 @@ static int opts_at(lua_State *L, int arg) { return lua_istable(L, arg) ? arg : 0
 
 static int l_conv2d(lua_State *L)
 {
+    lua_settop(L, 4);
     kdx_tensor *x = kdxL_checktensor(L, 1, "conv2d"), *w = kdxL_checktensor(L, 2, "conv2d");
     kdx_tensor *b = lua_isnoneornil(L, 3) ? NULL : kdxL_checktensor(L, 3, "conv2d");
     int o = opts_at(L, 4);
@@ -67,6 +68,7 @@ static kdx_pool_opts pool_opts(lua_State *L, const char *fname)
 
 static int l_max_pool2d(lua_State *L)
 {
+    lua_settop(L, 3);
     kdx_tensor *x = kdxL_checktensor(L, 1, "max_pool2d");
     kdx_pool_opts po = pool_opts(L, "max_pool2d");
     kdx_tensor **out = kdxL_newbox(L), **idx = kdxL_newbox(L);
@@ -77,6 +79,7 @@ static int l_max_pool2d(lua_State *L)
 
 static int l_avg_pool2d(lua_State *L)
 {
+    lua_settop(L, 3);
     kdx_tensor *x = kdxL_checktensor(L, 1, "avg_pool2d");
     kdx_pool_opts po = pool_opts(L, "avg_pool2d");
     kdx_tensor **box = kdxL_newbox(L);
@@ -116,6 +119,7 @@ static int l_adaptive_avg_pool2d(lua_State *L)
 /* interpolate(x, {size = {h, w} | n, scale_factor = s, mode = "nearest"|"bilinear", align_corners = false}) */
 static int l_interpolate(lua_State *L)
 {
+    lua_settop(L, 2);
     kdx_tensor *x = kdxL_checktensor(L, 1, "interpolate");
     luaL_checktype(L, 2, LUA_TTABLE);
     int nd = kdx_tensor_ndim(x);
@@ -146,6 +150,7 @@ static int l_interpolate(lua_State *L)
 /* pad(x, {pads...}, {mode = "constant", value = 0}) */
 static int l_pad(lua_State *L)
 {
+    lua_settop(L, 3);
     kdx_tensor *x = kdxL_checktensor(L, 1, "pad");
     luaL_checktype(L, 2, LUA_TTABLE);
     int n = (int)lua_rawlen(L, 2);
@@ -174,6 +179,7 @@ static int l_pad(lua_State *L)
 /* dropout(x, p = 0.5, training = true) -> out, mask */
 static int l_dropout(lua_State *L)
 {
+    lua_settop(L, 3);
     kdx_tensor *x = kdxL_checktensor(L, 1, "dropout");
     double p = luaL_optnumber(L, 2, 0.5);
     int training = lua_isnoneornil(L, 3) ? 1 : lua_toboolean(L, 3);
@@ -195,6 +201,7 @@ static kdx_tensor *opt_tensor(lua_State *L, int arg, const char *fname)
 /* batch_norm(x, running_mean, running_var, weight, bias, training, momentum = 0.1, eps = 1e-5) */
 static int l_batch_norm(lua_State *L)
 {
+    lua_settop(L, 8);
     kdx_tensor *x = kdxL_checktensor(L, 1, "batch_norm");
     kdx_tensor *rm = opt_tensor(L, 2, "batch_norm"), *rv = opt_tensor(L, 3, "batch_norm");
     kdx_tensor *w = opt_tensor(L, 4, "batch_norm"), *b = opt_tensor(L, 5, "batch_norm");
@@ -208,6 +215,7 @@ static int l_batch_norm(lua_State *L)
 /* layer_norm(x, normalized_shape, weight, bias, eps = 1e-5) */
 static int l_layer_norm(lua_State *L)
 {
+    lua_settop(L, 5);
     kdx_tensor *x = kdxL_checktensor(L, 1, "layer_norm");
     int64_t shape[KDX_MAX_DIMS];
     int n;
@@ -232,6 +240,7 @@ static int l_layer_norm(lua_State *L)
 /* embedding(idx, weight): rows of weight picked by 1-based idx */
 static int l_embedding(lua_State *L)
 {
+    lua_settop(L, 2);
     kdx_tensor *w = kdxL_checktensor(L, 2, "embedding");
     if (kdx_tensor_ndim(w) != 2)
         return luaL_error(L, "kdx.embedding: weight must be 2-D [num_embeddings, dim], got %d dims", kdx_tensor_ndim(w));

@@ -33,6 +33,7 @@ static void register_ops(lua_State *L, int mod, int methods, const named_op *ops
 
 static int binary(lua_State *L, kdx_binop op, const char *fname, int inplace)
 {
+    lua_settop(L, 2); /* fixed argument slots: values pushed later sit above them */
     kdx_tensor *a = kdxL_totensor(L, 1), *b = kdxL_totensor(L, 2);
     if (inplace) {
         a = kdxL_checktensor(L, 1, fname);
@@ -126,6 +127,7 @@ static int l_zero_(lua_State *L)
 
 static int l_where(lua_State *L)
 {
+    lua_settop(L, 3); /* fixed argument slots: values pushed later sit above them */
     kdx_tensor *c = kdxL_checktensor(L, 1, "where");
     kdx_tensor *ta = kdxL_totensor(L, 2), *tb = kdxL_totensor(L, 3);
     kdx_dtype dt = ta ? kdx_tensor_dtype(ta) : tb ? kdx_tensor_dtype(tb) : KDX_DTYPE_F32;
@@ -137,6 +139,7 @@ static int l_where(lua_State *L)
 
 static int l_masked_fill(lua_State *L)
 {
+    lua_settop(L, 3); /* fixed argument slots: values pushed later sit above them */
     kdx_tensor *x = kdxL_checktensor(L, 1, "masked_fill");
     kdx_tensor *m = kdxL_checktensor(L, 2, "masked_fill");
     double v = luaL_checknumber(L, 3);
@@ -149,6 +152,7 @@ static int l_masked_fill(lua_State *L)
 
 static int l_reduce(lua_State *L)
 {
+    lua_settop(L, 3); /* fixed argument slots: values pushed later sit above them */
     kdx_redop op = (kdx_redop)OP_UPVALUE(L);
     const char *fname = NAME_UPVALUE(L);
     kdx_tensor *x = kdxL_checktensor(L, 1, fname);
@@ -162,6 +166,7 @@ static int l_reduce(lua_State *L)
 
 static int l_norm(lua_State *L)
 {
+    lua_settop(L, 4); /* fixed argument slots: values pushed later sit above them */
     kdx_tensor *x = kdxL_checktensor(L, 1, "norm");
     double p = 2;
     if (lua_type(L, 2) == LUA_TSTRING) {
@@ -187,6 +192,7 @@ static int l_norm(lua_State *L)
 /* var/std(dims?, unbiased = true, keepdim = false) */
 static int l_var_std(lua_State *L)
 {
+    lua_settop(L, 4); /* fixed argument slots: values pushed later sit above them */
     int take_sqrt = OP_UPVALUE(L);
     const char *fname = NAME_UPVALUE(L);
     kdx_tensor *x = kdxL_checktensor(L, 1, fname);
@@ -204,6 +210,7 @@ static void to_lua_indices(lua_State *L, kdx_tensor *ix) { kdxL_check(L, kdx_bin
 /* max/min: (t) -> 0-d; (t, d, keepdim?) -> values, indices; (t, other) -> elementwise. */
 static int l_max_min(lua_State *L)
 {
+    lua_settop(L, 3); /* fixed argument slots: values pushed later sit above them */
     int want_max = OP_UPVALUE(L);
     const char *fname = NAME_UPVALUE(L);
     if (kdxL_totensor(L, 2)) {
@@ -226,6 +233,7 @@ static int l_max_min(lua_State *L)
 
 static int l_argmax_min(lua_State *L)
 {
+    lua_settop(L, 3); /* fixed argument slots: values pushed later sit above them */
     int want_max = OP_UPVALUE(L);
     const char *fname = NAME_UPVALUE(L);
     kdx_tensor *x = kdxL_checktensor(L, 1, fname);
@@ -274,6 +282,7 @@ static int l_outer(lua_State *L)
 
 static int l_addmm(lua_State *L)
 {
+    lua_settop(L, 4); /* fixed argument slots: values pushed later sit above them */
     kdx_tensor *c = kdxL_checktensor(L, 1, "addmm"), *a = kdxL_checktensor(L, 2, "addmm");
     kdx_tensor *b = kdxL_checktensor(L, 3, "addmm");
     double beta = kdxL_optfield_num(L, lua_istable(L, 4) ? 4 : 0, "beta", 1, "addmm");
@@ -287,6 +296,7 @@ static int l_addmm(lua_State *L)
 
 static int l_index_select(lua_State *L)
 {
+    lua_settop(L, 3); /* fixed argument slots: values pushed later sit above them */
     kdx_tensor *x = kdxL_checktensor(L, 1, "index_select");
     if (kdx_tensor_ndim(x) == 0) return luaL_error(L, "kdx.index_select: input is 0-d");
     int d = kdxL_checkdim(L, 2, kdx_tensor_ndim(x), "index_select");
@@ -298,6 +308,7 @@ static int l_index_select(lua_State *L)
 
 static int l_gather(lua_State *L)
 {
+    lua_settop(L, 3); /* fixed argument slots: values pushed later sit above them */
     kdx_tensor *x = kdxL_checktensor(L, 1, "gather");
     int nd = kdx_tensor_ndim(x);
     int d = kdxL_checkdim(L, 2, nd, "gather");
@@ -310,6 +321,7 @@ static int l_gather(lua_State *L)
 /* scatter_(d, idx, src) and scatter_add_: src a tensor or a number. */
 static int l_scatter(lua_State *L)
 {
+    lua_settop(L, 4); /* fixed argument slots: values pushed later sit above them */
     int add = OP_UPVALUE(L);
     const char *fname = NAME_UPVALUE(L);
     kdx_tensor *x = kdxL_checktensor(L, 1, fname);
@@ -330,6 +342,7 @@ static int l_scatter(lua_State *L)
 
 static int l_index_add_(lua_State *L)
 {
+    lua_settop(L, 5); /* fixed argument slots: values pushed later sit above them */
     kdx_tensor *x = kdxL_checktensor(L, 1, "index_add_");
     if (kdx_tensor_ndim(x) == 0) return luaL_error(L, "kdx.index_add_: input is 0-d");
     int d = kdxL_checkdim(L, 2, kdx_tensor_ndim(x), "index_add_");
@@ -342,6 +355,7 @@ static int l_index_add_(lua_State *L)
 
 static int l_one_hot(lua_State *L)
 {
+    lua_settop(L, 2); /* fixed argument slots: values pushed later sit above them */
     kdx_tensor *labels = kdxL_totensor(L, 1);
     if (!labels) labels = kdxL_astensor(L, 1, "one_hot", KDX_DTYPE_I64);
     if (kdx_tensor_dtype(labels) != KDX_DTYPE_I64)
@@ -389,6 +403,7 @@ static const kdx_tensor **check_list(lua_State *L, int arg, const char *fname, i
 
 static int l_cat_stack(lua_State *L)
 {
+    lua_settop(L, 2); /* fixed argument slots: values pushed later sit above them */
     int stack = OP_UPVALUE(L);
     const char *fname = NAME_UPVALUE(L);
     int n;
@@ -403,6 +418,7 @@ static int l_cat_stack(lua_State *L)
 /* split(t, size, d) and chunk(t, n, d) -> a table of views */
 static int l_split_chunk(lua_State *L)
 {
+    lua_settop(L, 3); /* fixed argument slots: values pushed later sit above them */
     int chunk = OP_UPVALUE(L);
     const char *fname = NAME_UPVALUE(L);
     kdx_tensor *t = kdxL_checktensor(L, 1, fname);

@@ -503,6 +503,7 @@ static int l_clone(lua_State *L)
 
 static int l_copy_(lua_State *L)
 {
+    lua_settop(L, 2);
     kdx_tensor *t = kdxL_checktensor(L, 1, "copy_");
     kdx_tensor *src = kdxL_astensor(L, 2, "copy_", kdx_tensor_dtype(t));
     kdxL_check(L, kdx_copy_(t, src));

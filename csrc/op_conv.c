@@ -1,0 +1,265 @@
+/* op_conv.c — conv2d on NCHW tensors (forward) by im2col + GEMM: the whole
+   batch is unfolded into one column matrix (in chunks past a memory budget)
+   and multiplied once per group. im2col is its own function so a backward
+   (col2im) can pair with it. Semantics follow torch.nn.functional.conv2d. */
+#include "kdx_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* The im2col buffer of one conv2d call is kept under this many bytes by
+   convolving the batch in chunks (one chunk = one GEMM per group). */
+#define CONV_COL_BUDGET ((int64_t)1 << 27)
+
+/* ==== conv2d ======================================================================= */
+
+typedef struct conv_geom {
+    int64_t C, H, W;        /* input channels and plane */
+    int64_t kh, kw, OH, OW; /* kernel and output plane */
+    int64_t sh, sw, ph, pw, dh, dw;
+} conv_geom;
+
+/* The output columns [lo, hi) whose tap ow*s + off falls inside [0, w). */
+static void tap_range(int64_t off, int64_t s, int64_t w, int64_t ow, int64_t *lo, int64_t *hi)
+{
+    int64_t a = off >= 0 ? 0 : (-off + s - 1) / s;
+    int64_t b = w - off <= 0 ? 0 : (w - off + s - 1) / s;
+    *lo = kdx__min64(a, ow);
+    *hi = kdx__max64(*lo, kdx__min64(b, ow));
+}
+
+/* One row of the column matrix: tap (i, j) of one input plane, OH*OW values,
+   zero where the tap falls into the padding. */
+#define DEF_IM2COL_ROW(T, S)                                                               \
+    static void im2col_row_##S(const T *plane, T *dst, const conv_geom *g, int64_t i, int64_t j) \
+    {                                                                                      \
+        int64_t off = j * g->dw - g->pw, lo, hi;                                           \
+        tap_range(off, g->sw, g->W, g->OW, &lo, &hi);                                      \
+        for (int64_t oh = 0; oh < g->OH; oh++, dst += g->OW) {                             \
+            int64_t ih = oh * g->sh - g->ph + i * g->dh, ow = 0;                           \
+            if (ih < 0 || ih >= g->H) {                                                    \
+                for (; ow < g->OW; ow++) dst[ow] = 0;                                      \
+                continue;                                                                  \
+            }                                                                              \
+            const T *row = plane + ih * g->W;                                              \
+            for (; ow < lo; ow++) dst[ow] = 0;                                             \
+            if (g->sw == 1 && hi > lo) {                                                   \
+                memcpy(dst + lo, row + lo + off, (size_t)(hi - lo) * sizeof(T));           \
+                ow = hi;                                                                   \
+            }                                                                              \
+            for (; ow < hi; ow++) dst[ow] = row[ow * g->sw + off];                         \
+            for (; ow < g->OW; ow++) dst[ow] = 0;                                          \
+        }                                                                                  \
+    }
+DEF_IM2COL_ROW(float, f32)
+DEF_IM2COL_ROW(double, f64)
+
+/* out[n][o][:] = src[o][n*L : n*L+L] + b (src may equal out when there is one sample). */
+#define DEF_ADD_ROW(T, S)                                                  \
+    static void add_row_##S(const T *src, T *dst, int64_t n, double b)     \
+    {                                                                      \
+        T tb = (T)b;                                                       \
+        for (int64_t l = 0; l < n; l++) dst[l] = src[l] + tb;              \
+    }
+DEF_ADD_ROW(float, f32)
+DEF_ADD_ROW(double, f64)
+
+typedef struct im2col_job {
+    const char *x; /* [cnt, C, H, W] */
+    char *col;     /* [C*kh*kw, cnt*OH*OW] */
+    const conv_geom *g;
+    int64_t cnt;
+    kdx_dtype dt;
+} im2col_job;
+
+static void im2col_range(void *ud, int64_t lo, int64_t hi)
+{
+    const im2col_job *j = ud;
+    const conv_geom *g = j->g;
+    int64_t L = g->OH * g->OW;
+    size_t es = kdx_dtype_size(j->dt);
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t r = t / j->cnt, n = t % j->cnt;
+        int64_t c = r / (g->kh * g->kw), i = (r / g->kw) % g->kh, k = r % g->kw;
+        const char *plane = j->x + (size_t)((n * g->C + c) * g->H * g->W) * es;
+        char *dst = j->col + (size_t)(r * j->cnt * L + n * L) * es;
+        if (j->dt == KDX_DTYPE_F32) im2col_row_f32((const float *)plane, (float *)dst, g, i, k);
+        else im2col_row_f64((const double *)plane, (double *)dst, g, i, k);
+    }
+}
+
+/* Unfolds cnt samples x [cnt, C, H, W] into col [C*kh*kw, cnt*OH*OW]: row
+   (c, i, j), column n*OH*OW + oh*OW + ow. col2im is its adjoint. */
+static void im2col(const char *x, int64_t cnt, const conv_geom *g, kdx_dtype dt, char *col)
+{
+    im2col_job j = {x, col, g, cnt, dt};
+    kdx__parallel_for(g->C * g->kh * g->kw * cnt, kdx__grain(g->OH * g->OW), im2col_range, &j);
+}
+
+typedef struct scatter_job {
+    const char *src; /* [O, cnt*L] */
+    char *dst;       /* [cnt, O, L] */
+    const char *bias;
+    int64_t O, L, cnt;
+    kdx_dtype dt;
+} scatter_job;
+
+static void scatter_range(void *ud, int64_t lo, int64_t hi)
+{
+    const scatter_job *j = ud;
+    size_t es = kdx_dtype_size(j->dt);
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t n = t / j->O, o = t % j->O;
+        const char *s = j->src + (size_t)(o * j->cnt * j->L + n * j->L) * es;
+        char *d = j->dst + (size_t)((n * j->O + o) * j->L) * es;
+        if (j->dt == KDX_DTYPE_F32)
+            add_row_f32((const float *)s, (float *)d, j->L, j->bias ? ((const float *)j->bias)[o] : 0.0);
+        else
+            add_row_f64((const double *)s, (double *)d, j->L, j->bias ? ((const double *)j->bias)[o] : 0.0);
+    }
+}
+
+static void gemm(kdx_dtype dt, int64_t m, int64_t n, int64_t k, const char *a, const char *b, char *c)
+{
+    if (dt == KDX_DTYPE_F32)
+        kdx__sgemm(false, false, m, n, k, 1.0f, (const float *)a, k, (const float *)b, n, 0.0f, (float *)c, n);
+    else
+        kdx__dgemm(false, false, m, n, k, 1.0, (const double *)a, k, (const double *)b, n, 0.0, (double *)c, n);
+}
+
+/* y [N, O, OH, OW] = conv(x, w) + bias, nb samples per GEMM. col holds
+   [C*kh*kw, nb*L]; res holds [O, nb*L] (unused when nb == 1: the GEMM then
+   writes straight into y). col is NULL for a 1x1/stride-1 kernel on one
+   sample, whose input already is the column matrix. */
+static void conv_forward(const char *x, const char *w, const char *bias, const conv_geom *g, int64_t N, int64_t O,
+                         int64_t groups, int64_t nb, kdx_dtype dt, char *col, char *res, char *y)
+{
+    size_t es = kdx_dtype_size(dt);
+    int64_t L = g->OH * g->OW, Og = O / groups, K = g->C / groups * g->kh * g->kw;
+    for (int64_t n0 = 0; n0 < N; n0 += nb) {
+        int64_t cnt = kdx__min64(nb, N - n0);
+        const char *xs = x + (size_t)(n0 * g->C * g->H * g->W) * es;
+        const char *cm = xs;
+        if (col) {
+            im2col(xs, cnt, g, dt, col);
+            cm = col;
+        }
+        char *dst = cnt == 1 ? y + (size_t)(n0 * O * L) * es : res;
+        for (int64_t gi = 0; gi < groups; gi++)
+            gemm(dt, Og, cnt * L, K, w + (size_t)(gi * Og * K) * es, cm + (size_t)(gi * K * cnt * L) * es,
+                 dst + (size_t)(gi * Og * cnt * L) * es);
+        if (cnt > 1 || bias) {
+            scatter_job sj = {dst, y + (size_t)(n0 * O * L) * es, bias, O, L, cnt, dt};
+            kdx__parallel_for(cnt * O, kdx__grain(L), scatter_range, &sj);
+        }
+    }
+}
+
+static kdx_status conv_check(const kdx_tensor *x, const kdx_tensor *w, const kdx_tensor *bias,
+                             const kdx_conv_opts *o)
+{
+    const char *const fname = "conv2d";
+    KDX_TRY(kdx__check_float(fname, "x", x));
+    KDX_TRY(kdx__check_float(fname, "weight", w));
+    if (w->dtype != x->dtype)
+        return kdx_fail(KDX_EDTYPE, "conv2d: weight is %s but x is %s", kdx_dtype_name(w->dtype),
+                        kdx_dtype_name(x->dtype));
+    if (x->ndim != 4) return kdx_fail(KDX_ESHAPE, "conv2d: x must be 4-D [N,C,H,W], got %s", kdx__shp(x));
+    if (w->ndim != 4)
+        return kdx_fail(KDX_ESHAPE, "conv2d: weight must be 4-D [O,C/groups,kh,kw], got %s", kdx__shp(w));
+    if (x->shape[1] < 1 || x->shape[2] < 1 || x->shape[3] < 1)
+        return kdx_fail(KDX_ESHAPE, "conv2d: x %s has an empty channel or spatial dim", kdx__shp(x));
+    if (w->shape[1] < 1 || w->shape[2] < 1 || w->shape[3] < 1)
+        return kdx_fail(KDX_ESHAPE, "conv2d: weight %s has an empty input-channel or kernel dim", kdx__shp(w));
+    KDX_TRY(kdx__check_pair(fname, "stride", o->stride, 1));
+    KDX_TRY(kdx__check_pair(fname, "padding", o->padding, 0));
+    KDX_TRY(kdx__check_pair(fname, "dilation", o->dilation, 1));
+    if (o->groups < 1 || o->groups > KDX_OPT_MAX)
+        return kdx_fail(KDX_EINVAL, "conv2d: groups must be >= 1, got %lld", (long long)o->groups);
+    if (w->shape[1] * o->groups != x->shape[1])
+        return kdx_fail(KDX_ESHAPE, "conv2d: weight %s with groups=%lld expects %lld input channels, but x %s has %lld",
+                        kdx__shp(w), (long long)o->groups, (long long)(w->shape[1] * o->groups), kdx__shp(x),
+                        (long long)x->shape[1]);
+    if (w->shape[0] % o->groups != 0)
+        return kdx_fail(KDX_ESHAPE, "conv2d: weight %s has %lld output channels, not divisible by groups=%lld",
+                        kdx__shp(w), (long long)w->shape[0], (long long)o->groups);
+    if (bias) {
+        KDX_TRY(kdx__check_float(fname, "bias", bias));
+        if (bias->dtype != x->dtype)
+            return kdx_fail(KDX_EDTYPE, "conv2d: bias is %s but x is %s", kdx_dtype_name(bias->dtype),
+                            kdx_dtype_name(x->dtype));
+        if (bias->ndim != 1 || bias->shape[0] != w->shape[0])
+            return kdx_fail(KDX_ESHAPE, "conv2d: bias must have shape [%lld], got %s", (long long)w->shape[0],
+                            kdx__shp(bias));
+    }
+    for (int a = 0; a < 2; a++) {
+        int64_t in = x->shape[2 + a] + 2 * o->padding[a], k = w->shape[2 + a];
+        /* dilation*(k-1)+1 > in, written so that it cannot overflow */
+        if (k - 1 > (in - 1) / o->dilation[a])
+            return kdx_fail(KDX_ESHAPE,
+                            "conv2d: padded input %s (padding (%lld,%lld)) is smaller than the kernel of weight %s "
+                            "(dilation (%lld,%lld))",
+                            kdx__shp(x), (long long)o->padding[0], (long long)o->padding[1], kdx__shp(w),
+                            (long long)o->dilation[0], (long long)o->dilation[1]);
+    }
+    return KDX_OK;
+}
+
+kdx_conv_opts kdx_conv_opts_default(void)
+{
+    kdx_conv_opts o = {{1, 1}, {0, 0}, {1, 1}, 1};
+    return o;
+}
+
+kdx_status kdx_conv2d(const kdx_tensor *x, const kdx_tensor *w, const kdx_tensor *bias, const kdx_conv_opts *o,
+                      kdx_tensor **out)
+{
+    const char *const fname = "conv2d";
+    kdx_conv_opts def = kdx_conv_opts_default();
+    if (!o) o = &def;
+    KDX_TRY(conv_check(x, w, bias, o));
+    if (!out) return kdx_fail(KDX_EINVAL, "conv2d: out is NULL");
+    int64_t N = x->shape[0], O = w->shape[0];
+    conv_geom g = {x->shape[1], x->shape[2], x->shape[3], w->shape[2], w->shape[3], 0, 0,
+                   o->stride[0], o->stride[1], o->padding[0], o->padding[1], o->dilation[0], o->dilation[1]};
+    g.OH = (g.H + 2 * g.ph - g.dh * (g.kh - 1) - 1) / g.sh + 1;
+    g.OW = (g.W + 2 * g.pw - g.dw * (g.kw - 1) - 1) / g.sw + 1;
+    int64_t oshape[4] = {N, O, g.OH, g.OW};
+    kdx_tensor *y;
+    KDX_TRY(kdx__new(fname, x->dtype, 4, oshape, &y));
+    if (kdx__numel(4, oshape) == 0) {
+        *out = y;
+        return KDX_OK;
+    }
+    /* Samples per GEMM: as many as fit the column budget (at least one). */
+    int64_t es = (int64_t)kdx_dtype_size(x->dtype), L = g.OH * g.OW, KC = g.C * g.kh * g.kw;
+    if (L > INT64_MAX / 8 / KC) {
+        kdx_tensor_release(y);
+        return kdx_fail(KDX_ENOMEM, "conv2d: column matrix for x %s and weight %s is too large", kdx__shp(x),
+                        kdx__shp(w));
+    }
+    int64_t nb = kdx__min64(N, kdx__max64(1, CONV_COL_BUDGET / (KC * L * es)));
+    bool direct = N == 1 && g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+    size_t colbytes = direct ? 0 : (size_t)(KC * L * nb * es), resbytes = nb > 1 ? (size_t)(O * L * nb * es) : 0;
+    char *col = colbytes ? kdx__malloc(colbytes) : NULL, *res = resbytes ? kdx__malloc(resbytes) : NULL;
+    kdx_tensor *xc = NULL, *wc = NULL, *bc = NULL;
+    kdx_status s = KDX_OK;
+    if ((colbytes && !col) || (resbytes && !res))
+        s = kdx_fail(KDX_ENOMEM, "conv2d: out of memory for the column matrix of x %s and weight %s", kdx__shp(x),
+                     kdx__shp(w));
+    if (s == KDX_OK) s = kdx_contiguous(x, &xc);
+    if (s == KDX_OK) s = kdx_contiguous(w, &wc);
+    if (s == KDX_OK && bias) s = kdx_contiguous(bias, &bc);
+    if (s == KDX_OK)
+        conv_forward(kdx__base(xc), kdx__base(wc), bc ? kdx__base(bc) : NULL, &g, N, O, o->groups, nb, x->dtype,
+                     col, res, kdx__base(y));
+    if (col) kdx__free(col, colbytes);
+    if (res) kdx__free(res, resbytes);
+    KDX_RELEASE(xc, wc, bc);
+    if (s != KDX_OK) {
+        kdx_tensor_release(y);
+        return s;
+    }
+    *out = y;
+    return KDX_OK;
+}

@@ -1,0 +1,496 @@
+/* op_nn.c — per-element neural-network kernels: softmax, log_softmax,
+   dropout, batch_norm, layer_norm, embedding (forward).
+
+   Each typed inner loop is stamped for float (f32) and double (f64) by a
+   short DEF_* macro; shape checks, index math and threading stay in plain
+   functions. Sums of float32 data are accumulated in double. The per-line /
+   per-channel helpers are kept separate so a backward can reuse them. */
+#include "kdx_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+
+/* An optional [C]-shaped parameter (weight, bias, running stats) matching x's dtype. */
+static kdx_status check_vec(const char *fname, const char *arg, const kdx_tensor *t, kdx_dtype dt, int64_t c)
+{
+    if (!t) return KDX_OK;
+    KDX_TRY(kdx__check_float(fname, arg, t));
+    if (t->dtype != dt)
+        return kdx_fail(KDX_EDTYPE, "%s: %s is %s but input is %s", fname, arg, kdx_dtype_name(t->dtype),
+                        kdx_dtype_name(dt));
+    if (t->ndim != 1 || t->shape[0] != c)
+        return kdx_fail(KDX_ESHAPE, "%s: %s must have shape [%lld], got %s", fname, arg, (long long)c,
+                        kdx__shp(t));
+    return KDX_OK;
+}
+
+/* Element i of a 1-D float tensor (any stride), and its setter. */
+static double vec_get(const kdx_tensor *t, int64_t i)
+{
+    const char *p = kdx__base(t);
+    if (t->dtype == KDX_DTYPE_F32) return ((const float *)p)[i * t->stride[0]];
+    return ((const double *)p)[i * t->stride[0]];
+}
+
+static void vec_set(kdx_tensor *t, int64_t i, double v)
+{
+    char *p = kdx__base(t);
+    if (t->dtype == KDX_DTYPE_F32) ((float *)p)[i * t->stride[0]] = (float)v;
+    else ((double *)p)[i * t->stride[0]] = v;
+}
+
+/* ==== softmax / log_softmax ================================================== */
+
+/* One line of n elements st apart: y = softmax(x) (or log_softmax when lg).
+   The max is subtracted first, so logits of +-1e4 neither overflow nor
+   vanish; the denominator is summed in double. */
+#define DEF_SOFTMAX_LINE(T, S)                                                           \
+    static void softmax_line_##S(const T *x, T *y, int64_t n, int64_t st, int lg)        \
+    {                                                                                    \
+        double m = x[0], s = 0;                                                          \
+        for (int64_t k = 1; k < n; k++)                                                  \
+            if (x[k * st] > m) m = x[k * st];                                            \
+        if (lg) {                                                                        \
+            for (int64_t k = 0; k < n; k++) s += exp((double)x[k * st] - m);             \
+            double ls = log(s);                                                          \
+            for (int64_t k = 0; k < n; k++) y[k * st] = (T)((double)x[k * st] - m - ls); \
+            return;                                                                      \
+        }                                                                                \
+        for (int64_t k = 0; k < n; k++) {                                                \
+            double e = exp((double)x[k * st] - m);                                       \
+            y[k * st] = (T)e;                                                            \
+            s += e;                                                                      \
+        }                                                                                \
+        double r = 1.0 / s;                                                              \
+        for (int64_t k = 0; k < n; k++) y[k * st] = (T)((double)y[k * st] * r);          \
+    }
+DEF_SOFTMAX_LINE(float, f32)
+DEF_SOFTMAX_LINE(double, f64)
+
+typedef struct softmax_job {
+    const char *x;
+    char *y;
+    int64_t n, inner; /* line length; stride between a line's elements */
+    int lg;
+    kdx_dtype dt;
+} softmax_job;
+
+static void softmax_range(void *ud, int64_t lo, int64_t hi)
+{
+    const softmax_job *j = ud;
+    for (int64_t l = lo; l < hi; l++) {
+        int64_t off = (l / j->inner) * j->n * j->inner + l % j->inner;
+        if (j->dt == KDX_DTYPE_F32)
+            softmax_line_f32((const float *)j->x + off, (float *)j->y + off, j->n, j->inner, j->lg);
+        else
+            softmax_line_f64((const double *)j->x + off, (double *)j->y + off, j->n, j->inner, j->lg);
+    }
+}
+
+static kdx_status softmax_impl(const char *fname, const kdx_tensor *x, int dim, int lg, kdx_tensor **out)
+{
+    KDX_TRY(kdx__check_float(fname, "x", x));
+    if (!out) return kdx_fail(KDX_EINVAL, "%s: out is NULL", fname);
+    int d;
+    KDX_TRY(kdx__dim(fname, x->ndim, dim, &d));
+    kdx_tensor *xc, *y;
+    KDX_TRY(kdx_contiguous(x, &xc));
+    kdx_status s = kdx__new(fname, x->dtype, x->ndim, x->shape, &y);
+    if (s != KDX_OK) {
+        kdx_tensor_release(xc);
+        return s;
+    }
+    /* View x as [outer, n, inner] around dim d (a 0-d tensor is one line of 1). */
+    softmax_job j = {kdx__base(xc), kdx__base(y), 1, 1, lg, x->dtype};
+    int64_t outer = 1;
+    for (int i = 0; i < x->ndim; i++) {
+        if (i < d) outer *= x->shape[i];
+        else if (i == d) j.n = x->shape[i];
+        else j.inner *= x->shape[i];
+    }
+    if (j.n > 0 && outer * j.inner > 0)
+        kdx__parallel_for(outer * j.inner, kdx__grain(j.n), softmax_range, &j);
+    kdx_tensor_release(xc);
+    *out = y;
+    return KDX_OK;
+}
+
+kdx_status kdx_softmax(const kdx_tensor *x, int dim, kdx_tensor **out)
+{
+    return softmax_impl("softmax", x, dim, 0, out);
+}
+
+kdx_status kdx_log_softmax(const kdx_tensor *x, int dim, kdx_tensor **out)
+{
+    return softmax_impl("log_softmax", x, dim, 1, out);
+}
+
+/* ==== dropout =================================================================== */
+
+/* Draws the scaled keep-mask serially (one generator, so the numbers do not
+   depend on the thread count): 1/(1-p) with probability 1-p, else 0. */
+#define DEF_DROPOUT(T, S)                                                                  \
+    static void dropout_##S(const T *x, T *y, T *m, int64_t n, double p, kdx_generator *g) \
+    {                                                                                      \
+        T scale = p < 1 ? (T)1 / (T)(1.0 - p) : (T)0;                                      \
+        for (int64_t i = 0; i < n; i++) {                                                  \
+            T k;                                                                           \
+            if (p == 0) k = 1;                                                             \
+            else if (p == 1) k = 0;                                                        \
+            else k = kdx_generator_uniform(g) < 1.0 - p ? scale : 0;                       \
+            m[i] = k;                                                                      \
+            y[i] = x[i] * k;                                                               \
+        }                                                                                  \
+    }
+DEF_DROPOUT(float, f32)
+DEF_DROPOUT(double, f64)
+
+kdx_status kdx_dropout(const kdx_tensor *x, double p, kdx_generator *g, kdx_tensor **out, kdx_tensor **mask)
+{
+    const char *const fname = "dropout";
+    KDX_TRY(kdx__check_float(fname, "x", x));
+    if (!out) return kdx_fail(KDX_EINVAL, "dropout: out is NULL");
+    if (!(p >= 0 && p <= 1)) return kdx_fail(KDX_EINVAL, "dropout: p must be in [0, 1], got %g", p);
+    if (!g) g = kdx_default_generator();
+    kdx_tensor *xc = NULL, *y = NULL, *m = NULL;
+    kdx_status s;
+    if ((s = kdx_contiguous(x, &xc)) != KDX_OK || (s = kdx__new(fname, x->dtype, x->ndim, x->shape, &y)) != KDX_OK ||
+        (s = kdx__new(fname, x->dtype, x->ndim, x->shape, &m)) != KDX_OK) {
+        KDX_RELEASE(xc, y, m);
+        return s;
+    }
+    int64_t n = kdx__numel(x->ndim, x->shape);
+    if (x->dtype == KDX_DTYPE_F32)
+        dropout_f32((const float *)kdx__base(xc), (float *)kdx__base(y), (float *)kdx__base(m), n, p, g);
+    else
+        dropout_f64((const double *)kdx__base(xc), (double *)kdx__base(y), (double *)kdx__base(m), n, p, g);
+    kdx_tensor_release(xc);
+    *out = y;
+    if (mask) *mask = m;
+    else kdx_tensor_release(m);
+    return KDX_OK;
+}
+
+/* ==== batch_norm ================================================================== */
+
+/* Sum of a run, and the sum of squared deviations from mean (double accumulators). */
+#define DEF_RUN_STATS(T, S)                                                            \
+    static double run_sum_##S(const T *p, int64_t n)                                   \
+    {                                                                                  \
+        double s = 0;                                                                  \
+        for (int64_t i = 0; i < n; i++) s += p[i];                                     \
+        return s;                                                                      \
+    }                                                                                  \
+    static double run_sqdev_##S(const T *p, int64_t n, double mean)                    \
+    {                                                                                  \
+        double s = 0;                                                                  \
+        for (int64_t i = 0; i < n; i++) s += ((double)p[i] - mean) * ((double)p[i] - mean); \
+        return s;                                                                      \
+    }                                                                                  \
+    /* y = x * a + b over a run (the normalisation folded into one multiply-add). */   \
+    static void run_affine_##S(const T *x, T *y, int64_t n, double a, double b)        \
+    {                                                                                  \
+        T ta = (T)a, tb = (T)b;                                                        \
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * ta + tb;                         \
+    }
+DEF_RUN_STATS(float, f32)
+DEF_RUN_STATS(double, f64)
+
+/* x viewed as [N, C, S]; row r = n*C + c is S contiguous elements. */
+typedef struct bn_job {
+    const char *x;
+    char *y;
+    int64_t C, S;
+    kdx_dtype dt;
+    const double *mean; /* [C] (sqdev pass) */
+    double *part;       /* [N*C] per-row partial sums */
+    const double *a, *b; /* [C] scale and shift (affine pass) */
+} bn_job;
+
+static void bn_sum_range(void *ud, int64_t lo, int64_t hi)
+{
+    bn_job *j = ud;
+    for (int64_t r = lo; r < hi; r++) {
+        const char *p = j->x + (size_t)(r * j->S) * kdx_dtype_size(j->dt);
+        j->part[r] = j->dt == KDX_DTYPE_F32 ? run_sum_f32((const float *)p, j->S) : run_sum_f64((const double *)p, j->S);
+    }
+}
+
+static void bn_sqdev_range(void *ud, int64_t lo, int64_t hi)
+{
+    bn_job *j = ud;
+    for (int64_t r = lo; r < hi; r++) {
+        const char *p = j->x + (size_t)(r * j->S) * kdx_dtype_size(j->dt);
+        double m = j->mean[r % j->C];
+        j->part[r] = j->dt == KDX_DTYPE_F32 ? run_sqdev_f32((const float *)p, j->S, m)
+                                            : run_sqdev_f64((const double *)p, j->S, m);
+    }
+}
+
+static void bn_affine_range(void *ud, int64_t lo, int64_t hi)
+{
+    bn_job *j = ud;
+    for (int64_t r = lo; r < hi; r++) {
+        size_t off = (size_t)(r * j->S) * kdx_dtype_size(j->dt);
+        int64_t c = r % j->C;
+        if (j->dt == KDX_DTYPE_F32)
+            run_affine_f32((const float *)(j->x + off), (float *)(j->y + off), j->S, j->a[c], j->b[c]);
+        else
+            run_affine_f64((const double *)(j->x + off), (double *)(j->y + off), j->S, j->a[c], j->b[c]);
+    }
+}
+
+/* Per-channel mean and biased variance of x [N, C, S] (two passes, fixed
+   summation order, so the result does not depend on the thread count). */
+static void bn_batch_stats(bn_job *j, int64_t N, double *mean, double *var)
+{
+    int64_t C = j->C, M = N * j->S;
+    kdx__parallel_for(N * C, kdx__grain(j->S), bn_sum_range, j);
+    for (int64_t c = 0; c < C; c++) {
+        double s = 0;
+        for (int64_t n = 0; n < N; n++) s += j->part[n * C + c];
+        mean[c] = s / (double)M;
+    }
+    j->mean = mean;
+    kdx__parallel_for(N * C, kdx__grain(j->S), bn_sqdev_range, j);
+    for (int64_t c = 0; c < C; c++) {
+        double s = 0;
+        for (int64_t n = 0; n < N; n++) s += j->part[n * C + c];
+        var[c] = s / (double)M;
+    }
+}
+
+static kdx_status bn_check(const kdx_tensor *x, const kdx_tensor *rm, const kdx_tensor *rv, const kdx_tensor *w,
+                           const kdx_tensor *b, int training, double momentum, double eps)
+{
+    const char *const fname = "batch_norm";
+    KDX_TRY(kdx__check_float(fname, "x", x));
+    if (x->ndim < 2)
+        return kdx_fail(KDX_ESHAPE, "batch_norm: x must be [N,C] or [N,C,...], got %s", kdx__shp(x));
+    int64_t C = x->shape[1];
+    KDX_TRY(check_vec(fname, "running_mean", rm, x->dtype, C));
+    KDX_TRY(check_vec(fname, "running_var", rv, x->dtype, C));
+    KDX_TRY(check_vec(fname, "weight", w, x->dtype, C));
+    KDX_TRY(check_vec(fname, "bias", b, x->dtype, C));
+    if (!rm != !rv) return kdx_fail(KDX_EINVAL, "batch_norm: give both running_mean and running_var, or neither");
+    if (!training && !rm)
+        return kdx_fail(KDX_EINVAL, "batch_norm: running_mean and running_var are required when not training");
+    if (!(eps >= 0) || !isfinite(eps)) return kdx_fail(KDX_EINVAL, "batch_norm: eps must be >= 0, got %g", eps);
+    if (training && !(momentum >= 0 && momentum <= 1))
+        return kdx_fail(KDX_EINVAL, "batch_norm: momentum must be in [0, 1], got %g", momentum);
+    if (training && kdx__numel(x->ndim, x->shape) / (C > 0 ? C : 1) <= 1)
+        return kdx_fail(KDX_ESHAPE, "batch_norm: expected more than 1 value per channel when training, got x of shape %s",
+                        kdx__shp(x));
+    return KDX_OK;
+}
+
+kdx_status kdx_batch_norm(const kdx_tensor *x, kdx_tensor *running_mean, kdx_tensor *running_var,
+                          const kdx_tensor *weight, const kdx_tensor *bias, int training, double momentum,
+                          double eps, kdx_tensor **out, kdx_tensor **save_mean, kdx_tensor **save_invstd)
+{
+    const char *const fname = "batch_norm";
+    KDX_TRY(bn_check(x, running_mean, running_var, weight, bias, training, momentum, eps));
+    if (!out) return kdx_fail(KDX_EINVAL, "batch_norm: out is NULL");
+    int64_t N = x->shape[0], C = x->shape[1], S = 1;
+    for (int i = 2; i < x->ndim; i++) S *= x->shape[i];
+    int64_t M = N * S;
+
+    kdx_tensor *xc = NULL, *y = NULL, *sm = NULL, *si = NULL;
+    size_t cbytes = (size_t)(C > 0 ? C : 1) * sizeof(double);
+    size_t pbytes = training ? (size_t)(N * C > 0 ? N * C : 1) * sizeof(double) : 0;
+    double *st = kdx__malloc(4 * cbytes), *part = training ? kdx__malloc(pbytes) : NULL;
+    kdx_status s = KDX_OK;
+    if (!st || (training && !part)) s = kdx_fail(KDX_ENOMEM, "batch_norm: out of memory");
+    if (s == KDX_OK) s = kdx_contiguous(x, &xc);
+    if (s == KDX_OK) s = kdx__new(fname, x->dtype, x->ndim, x->shape, &y);
+    if (s == KDX_OK) s = kdx__new(fname, x->dtype, 1, &C, &sm);
+    if (s == KDX_OK) s = kdx__new(fname, x->dtype, 1, &C, &si);
+    if (s != KDX_OK) {
+        KDX_RELEASE(xc, y, sm, si);
+        if (st) kdx__free(st, 4 * cbytes);
+        if (part) kdx__free(part, pbytes);
+        return s;
+    }
+    double *mean = st, *var = st + C, *a = st + 2 * C, *b = st + 3 * C;
+    bn_job j = {kdx__base(xc), kdx__base(y), C, S, x->dtype, NULL, part, a, b};
+    if (training) bn_batch_stats(&j, N, mean, var);
+    for (int64_t c = 0; c < C; c++) {
+        double mu = training ? mean[c] : vec_get(running_mean, c);
+        double v = training ? var[c] : vec_get(running_var, c);
+        double invstd = 1.0 / sqrt(v + eps);
+        a[c] = invstd * (weight ? vec_get(weight, c) : 1.0);
+        b[c] = (bias ? vec_get(bias, c) : 0.0) - mu * a[c];
+        vec_set(sm, c, mu);
+        vec_set(si, c, invstd);
+    }
+    kdx__parallel_for(N * C, kdx__grain(S), bn_affine_range, &j);
+    /* Running statistics change last, once nothing can fail any more. */
+    if (training && running_mean) {
+        double unbias = (double)M / (double)(M - 1);
+        for (int64_t c = 0; c < C; c++) {
+            vec_set(running_mean, c, (1 - momentum) * vec_get(running_mean, c) + momentum * mean[c]);
+            vec_set(running_var, c, (1 - momentum) * vec_get(running_var, c) + momentum * var[c] * unbias);
+        }
+    }
+    kdx__free(st, 4 * cbytes);
+    if (part) kdx__free(part, pbytes);
+    kdx_tensor_release(xc);
+    *out = y;
+    if (save_mean) *save_mean = sm;
+    else kdx_tensor_release(sm);
+    if (save_invstd) *save_invstd = si;
+    else kdx_tensor_release(si);
+    return KDX_OK;
+}
+
+/* ==== layer_norm ================================================================== */
+
+/* One row of m elements: y = (x - mean) * rstd * w + b, w/b optional. */
+#define DEF_LN_ROW(T, S)                                                                     \
+    static void ln_row_##S(const T *x, T *y, int64_t m, const T *w, const T *b, double eps)  \
+    {                                                                                        \
+        double mean = run_sum_##S(x, m) / (double)m;                                          \
+        double rstd = 1.0 / sqrt(run_sqdev_##S(x, m, mean) / (double)m + eps);               \
+        for (int64_t k = 0; k < m; k++) {                                                    \
+            double v = ((double)x[k] - mean) * rstd;                                         \
+            if (w) v *= (double)w[k];                                                        \
+            if (b) v += (double)b[k];                                                        \
+            y[k] = (T)v;                                                                     \
+        }                                                                                    \
+    }
+DEF_LN_ROW(float, f32)
+DEF_LN_ROW(double, f64)
+
+typedef struct ln_job {
+    const char *x, *w, *b;
+    char *y;
+    int64_t m;
+    double eps;
+    kdx_dtype dt;
+} ln_job;
+
+static void ln_range(void *ud, int64_t lo, int64_t hi)
+{
+    const ln_job *j = ud;
+    for (int64_t r = lo; r < hi; r++) {
+        size_t off = (size_t)(r * j->m) * kdx_dtype_size(j->dt);
+        if (j->dt == KDX_DTYPE_F32)
+            ln_row_f32((const float *)(j->x + off), (float *)(j->y + off), j->m, (const float *)j->w,
+                       (const float *)j->b, j->eps);
+        else
+            ln_row_f64((const double *)(j->x + off), (double *)(j->y + off), j->m, (const double *)j->w,
+                       (const double *)j->b, j->eps);
+    }
+}
+
+static kdx_status ln_check_param(const char *arg, const kdx_tensor *p, const kdx_tensor *x, int nnorm)
+{
+    const char *const fname = "layer_norm";
+    if (!p) return KDX_OK;
+    KDX_TRY(kdx__check_float(fname, arg, p));
+    if (p->dtype != x->dtype)
+        return kdx_fail(KDX_EDTYPE, "layer_norm: %s is %s but x is %s", arg, kdx_dtype_name(p->dtype),
+                        kdx_dtype_name(x->dtype));
+    int ok = p->ndim == nnorm;
+    for (int i = 0; ok && i < nnorm; i++) ok = p->shape[i] == x->shape[x->ndim - nnorm + i];
+    if (!ok) {
+        char want[96];
+        kdx_shape_str(nnorm, x->shape + x->ndim - nnorm, want, sizeof want);
+        return kdx_fail(KDX_ESHAPE, "layer_norm: %s must have shape %s (the last %d dims of x), got %s", arg, want,
+                        nnorm, kdx__shp(p));
+    }
+    return KDX_OK;
+}
+
+kdx_status kdx_layer_norm(const kdx_tensor *x, int nnorm, const kdx_tensor *weight, const kdx_tensor *bias,
+                          double eps, kdx_tensor **out)
+{
+    const char *const fname = "layer_norm";
+    KDX_TRY(kdx__check_float(fname, "x", x));
+    if (!out) return kdx_fail(KDX_EINVAL, "layer_norm: out is NULL");
+    if (nnorm < 1 || nnorm > x->ndim)
+        return kdx_fail(KDX_EINVAL, "layer_norm: nnorm must be between 1 and %d for x of shape %s, got %d",
+                        x->ndim, kdx__shp(x), nnorm);
+    if (!(eps >= 0) || !isfinite(eps)) return kdx_fail(KDX_EINVAL, "layer_norm: eps must be >= 0, got %g", eps);
+    KDX_TRY(ln_check_param("weight", weight, x, nnorm));
+    KDX_TRY(ln_check_param("bias", bias, x, nnorm));
+    int64_t m = 1, rows = 1;
+    for (int i = 0; i < x->ndim; i++) {
+        if (i < x->ndim - nnorm) rows *= x->shape[i];
+        else m *= x->shape[i];
+    }
+    kdx_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL;
+    kdx_status s = kdx_contiguous(x, &xc);
+    if (s == KDX_OK && weight) s = kdx_contiguous(weight, &wc);
+    if (s == KDX_OK && bias) s = kdx_contiguous(bias, &bc);
+    if (s == KDX_OK) s = kdx__new(fname, x->dtype, x->ndim, x->shape, &y);
+    if (s != KDX_OK) {
+        KDX_RELEASE(xc, wc, bc, y);
+        return s;
+    }
+    ln_job j = {kdx__base(xc), wc ? kdx__base(wc) : NULL, bc ? kdx__base(bc) : NULL, kdx__base(y), m, eps,
+                x->dtype};
+    if (m > 0) kdx__parallel_for(rows, kdx__grain(m), ln_range, &j);
+    KDX_RELEASE(xc, wc, bc);
+    *out = y;
+    return KDX_OK;
+}
+
+/* ==== embedding ===================================================================== */
+
+typedef struct emb_job {
+    const int64_t *idx;
+    const char *w;
+    char *y;
+    size_t row_bytes;
+} emb_job;
+
+static void emb_range(void *ud, int64_t lo, int64_t hi)
+{
+    const emb_job *j = ud;
+    for (int64_t i = lo; i < hi; i++)
+        memcpy(j->y + (size_t)i * j->row_bytes, j->w + (size_t)j->idx[i] * j->row_bytes, j->row_bytes);
+}
+
+kdx_status kdx_embedding(const kdx_tensor *weight, const kdx_tensor *idx, kdx_tensor **out)
+{
+    const char *const fname = "embedding";
+    KDX_TRY(kdx__check_float(fname, "weight", weight));
+    KDX_TRY(kdx__arg(fname, "idx", idx));
+    if (!out) return kdx_fail(KDX_EINVAL, "embedding: out is NULL");
+    if (weight->ndim != 2) return kdx_fail(KDX_ESHAPE, "embedding: weight must be 2-D [V,D], got %s", kdx__shp(weight));
+    if (idx->dtype != KDX_DTYPE_I64)
+        return kdx_fail(KDX_EDTYPE, "embedding: idx must be int64, got %s", kdx_dtype_name(idx->dtype));
+    if (idx->ndim + 1 > KDX_MAX_DIMS)
+        return kdx_fail(KDX_ESHAPE, "embedding: idx of shape %s has too many dims (at most %d)", kdx__shp(idx),
+                        KDX_MAX_DIMS - 1);
+    int64_t V = weight->shape[0], D = weight->shape[1];
+    kdx_tensor *ic = NULL, *wc = NULL, *y = NULL;
+    KDX_TRY(kdx_contiguous(idx, &ic));
+    const int64_t *iv = (const int64_t *)kdx__base(ic);
+    int64_t n = kdx__numel(idx->ndim, idx->shape);
+    for (int64_t i = 0; i < n; i++) {
+        if (iv[i] < 0 || iv[i] >= V) {
+            kdx_status s = kdx_fail(KDX_EINDEX, "embedding: index %lld (at flat position %lld of idx) is out of range "
+                                    "for weight with %lld rows",
+                                    (long long)iv[i], (long long)i, (long long)V);
+            kdx_tensor_release(ic);
+            return s;
+        }
+    }
+    int64_t shape[KDX_MAX_DIMS];
+    memcpy(shape, idx->shape, (size_t)idx->ndim * sizeof *shape);
+    shape[idx->ndim] = D;
+    kdx_status s = kdx_contiguous(weight, &wc);
+    if (s == KDX_OK) s = kdx__new(fname, weight->dtype, idx->ndim + 1, shape, &y);
+    if (s != KDX_OK) {
+        KDX_RELEASE(ic, wc, y);
+        return s;
+    }
+    emb_job j = {iv, kdx__base(wc), kdx__base(y), (size_t)D * kdx_dtype_size(weight->dtype)};
+    if (D > 0) kdx__parallel_for(n, kdx__grain(D), emb_range, &j);
+    KDX_RELEASE(ic, wc);
+    *out = y;
+    return KDX_OK;
+}

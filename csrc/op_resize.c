@@ -1,0 +1,289 @@
+/* op_resize.c — interpolate (nearest, bilinear) and pad (constant, reflect,
+   replicate) on the spatial dims, as torch.nn.functional does. */
+#include "kdx_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ==== interpolate ================================================================== */
+
+/* PyTorch's legacy 'nearest' source index, in float arithmetic as it does. */
+static int64_t nearest_src(int64_t o, int64_t in, int64_t out)
+{
+    if (out == in) return o;
+    if (out == 2 * in) return o >> 1;
+    float scale = (float)in / (float)out;
+    return kdx__min64((int64_t)floorf((float)o * scale), in - 1);
+}
+
+/* Bilinear taps along one axis: i0/i1 and weights l0/l1 per output index,
+   with PyTorch's source index (align_corners, else half-pixel clamped at 0)
+   computed in T, its opmath type. */
+#define DEF_LINEAR_AXIS(T, S)                                                                \
+    static void linear_axis_##S(int64_t in, int64_t out, int align, int64_t *i0, int64_t *i1,  \
+                                double *l0, double *l1)                                      \
+    {                                                                                        \
+        T scale = align ? (out > 1 ? (T)(in - 1) / (T)(out - 1) : (T)0) : (T)in / (T)out;    \
+        for (int64_t o = 0; o < out; o++) {                                                  \
+            if (in == out) {                                                                 \
+                i0[o] = i1[o] = o, l0[o] = 1, l1[o] = 0;                                     \
+                continue;                                                                    \
+            }                                                                                \
+            T src = align ? scale * (T)o : scale * ((T)o + (T)0.5) - (T)0.5;                 \
+            if (src < 0) src = 0;                                                            \
+            i0[o] = kdx__min64((int64_t)floor((double)src), in - 1);                              \
+            T lam = src - (T)i0[o];                                                          \
+            lam = lam < 0 ? 0 : lam > 1 ? 1 : lam;                                           \
+            i1[o] = i0[o] + (i0[o] < in - 1 ? 1 : 0);                                        \
+            l1[o] = lam;                                                                     \
+            l0[o] = (T)1 - lam;                                                              \
+        }                                                                                    \
+    }
+DEF_LINEAR_AXIS(float, f32)
+DEF_LINEAR_AXIS(double, f64)
+
+/* Per-axis taps; for nearest only i0 is used. One allocation holds them all. */
+typedef struct interp_taps {
+    int64_t *hi0, *hi1, *wi0, *wi1;
+    double *hl0, *hl1, *wl0, *wl1;
+} interp_taps;
+
+#define DEF_INTERP_PLANE(T, S)                                                               \
+    static void interp_plane_##S(const T *in, T *out, int64_t W, int64_t OH, int64_t OW,     \
+                                 const interp_taps *t, int bilinear)                         \
+    {                                                                                        \
+        for (int64_t oh = 0; oh < OH; oh++) {                                                \
+            const T *r0 = in + t->hi0[oh] * W;                                               \
+            T *dst = out + oh * OW;                                                          \
+            if (!bilinear) {                                                                 \
+                for (int64_t ow = 0; ow < OW; ow++) dst[ow] = r0[t->wi0[ow]];                 \
+                continue;                                                                    \
+            }                                                                                \
+            const T *r1 = in + t->hi1[oh] * W;                                               \
+            T a0 = (T)t->hl0[oh], a1 = (T)t->hl1[oh];                                        \
+            for (int64_t ow = 0; ow < OW; ow++) {                                            \
+                T b0 = (T)t->wl0[ow], b1 = (T)t->wl1[ow];                                    \
+                int64_t c0 = t->wi0[ow], c1 = t->wi1[ow];                                    \
+                dst[ow] = a0 * (b0 * r0[c0] + b1 * r0[c1]) + a1 * (b0 * r1[c0] + b1 * r1[c1]); \
+            }                                                                                \
+        }                                                                                    \
+    }
+DEF_INTERP_PLANE(float, f32)
+DEF_INTERP_PLANE(double, f64)
+
+typedef struct interp_job {
+    const char *x;
+    char *y;
+    int64_t H, W, OH, OW;
+    const interp_taps *t;
+    int bilinear;
+    kdx_dtype dt;
+} interp_job;
+
+static void interp_range(void *ud, int64_t lo, int64_t hi)
+{
+    const interp_job *j = ud;
+    size_t es = kdx_dtype_size(j->dt);
+    for (int64_t p = lo; p < hi; p++) {
+        const char *in = j->x + (size_t)(p * j->H * j->W) * es;
+        char *out = j->y + (size_t)(p * j->OH * j->OW) * es;
+        if (j->dt == KDX_DTYPE_F32)
+            interp_plane_f32((const float *)in, (float *)out, j->W, j->OH, j->OW, j->t, j->bilinear);
+        else
+            interp_plane_f64((const double *)in, (double *)out, j->W, j->OH, j->OW, j->t, j->bilinear);
+    }
+}
+
+/* Fills the taps of both axes (they live in one block of 4*(OH+OW) words). */
+static void interp_build_taps(interp_taps *t, void *block, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                              int bilinear, int align, kdx_dtype dt)
+{
+    int64_t *iv = block;
+    double *dv = (double *)(iv + 2 * (OH + OW));
+    t->hi0 = iv, t->hi1 = iv + OH, t->wi0 = iv + 2 * OH, t->wi1 = iv + 2 * OH + OW;
+    t->hl0 = dv, t->hl1 = dv + OH, t->wl0 = dv + 2 * OH, t->wl1 = dv + 2 * OH + OW;
+    if (!bilinear) {
+        for (int64_t o = 0; o < OH; o++) t->hi0[o] = nearest_src(o, H, OH);
+        for (int64_t o = 0; o < OW; o++) t->wi0[o] = nearest_src(o, W, OW);
+    } else if (dt == KDX_DTYPE_F32) {
+        linear_axis_f32(H, OH, align, t->hi0, t->hi1, t->hl0, t->hl1);
+        linear_axis_f32(W, OW, align, t->wi0, t->wi1, t->wl0, t->wl1);
+    } else {
+        linear_axis_f64(H, OH, align, t->hi0, t->hi1, t->hl0, t->hl1);
+        linear_axis_f64(W, OW, align, t->wi0, t->wi1, t->wl0, t->wl1);
+    }
+}
+
+kdx_status kdx_interpolate(const kdx_tensor *x, int64_t oh, int64_t ow, kdx_interp_mode mode, int align_corners,
+                           kdx_tensor **out)
+{
+    const char *const fname = "interpolate";
+    KDX_TRY(kdx__check_planes(fname, x));
+    if (!out) return kdx_fail(KDX_EINVAL, "interpolate: out is NULL");
+    if (mode != KDX_INTERP_NEAREST && mode != KDX_INTERP_BILINEAR)
+        return kdx_fail(KDX_EINVAL, "interpolate: unknown mode %d", (int)mode);
+    if (mode == KDX_INTERP_NEAREST && align_corners)
+        return kdx_fail(KDX_EINVAL, "interpolate: align_corners can only be set with mode bilinear");
+    if (oh < 1 || ow < 1 || oh > KDX_OPT_MAX || ow > KDX_OPT_MAX)
+        return kdx_fail(KDX_EINVAL, "interpolate: output size must be >= 1, got %lldx%lld", (long long)oh,
+                        (long long)ow);
+    int nd = x->ndim;
+    int64_t shape[4], H = x->shape[nd - 2], W = x->shape[nd - 1];
+    memcpy(shape, x->shape, (size_t)nd * sizeof *shape);
+    shape[nd - 2] = oh;
+    shape[nd - 1] = ow;
+    size_t tbytes = (size_t)(oh + ow) * 2 * (sizeof(int64_t) + sizeof(double));
+    void *block = kdx__malloc(tbytes);
+    if (!block) return kdx_fail(KDX_ENOMEM, "interpolate: out of memory");
+    kdx_tensor *xc = NULL, *y = NULL;
+    kdx_status s = kdx_contiguous(x, &xc);
+    if (s == KDX_OK) s = kdx__new(fname, x->dtype, nd, shape, &y);
+    if (s != KDX_OK) {
+        kdx__free(block, tbytes);
+        KDX_RELEASE(xc, y);
+        return s;
+    }
+    interp_taps t;
+    int bilinear = mode == KDX_INTERP_BILINEAR;
+    interp_build_taps(&t, block, H, W, oh, ow, bilinear, align_corners, x->dtype);
+    interp_job j = {kdx__base(xc), kdx__base(y), H, W, oh, ow, &t, bilinear, x->dtype};
+    kdx__parallel_for(kdx__numel(nd - 2, x->shape), kdx__grain(oh * ow * (bilinear ? 4 : 1)), interp_range, &j);
+    kdx__free(block, tbytes);
+    kdx_tensor_release(xc);
+    *out = y;
+    return KDX_OK;
+}
+
+/* ==== pad ============================================================================ */
+
+/* Source coordinate of output coordinate o along a dim of size n padded by lo
+   on the left; -1 for a constant-filled position. */
+static int64_t pad_src(int64_t o, int64_t lo, int64_t n, kdx_pad_mode mode)
+{
+    int64_t i = o - lo;
+    if (i >= 0 && i < n) return i;
+    switch (mode) {
+    case KDX_PAD_REFLECT: return i < 0 ? -i : 2 * (n - 1) - i;
+    case KDX_PAD_REPLICATE: return i < 0 ? 0 : n - 1;
+    default: return -1;
+    }
+}
+
+typedef struct pad_job {
+    const char *x;
+    char *y;
+    int nd;
+    const int64_t *ishape, *oshape, *lo; /* lo[d]: left pad of dim d (0 if unpadded) */
+    kdx_pad_mode mode;
+    size_t es;
+    uint64_t fill; /* the constant's bits, in the low es bytes */
+} pad_job;
+
+/* Output element o of a last-dim row: the fill constant or a source element. */
+static void pad_put(const pad_job *j, char *dst, const char *src, int64_t o, int64_t in_last)
+{
+    int64_t i = src ? pad_src(o, j->lo[j->nd - 1], in_last, j->mode) : -1;
+    if (i < 0) memcpy(dst + (size_t)o * j->es, &j->fill, j->es);
+    else memcpy(dst + (size_t)o * j->es, src + (size_t)i * j->es, j->es);
+}
+
+static void pad_range(void *ud, int64_t lo, int64_t hi)
+{
+    const pad_job *j = ud;
+    int nd = j->nd;
+    int64_t in_last = j->ishape[nd - 1], out_last = j->oshape[nd - 1], lo_last = j->lo[nd - 1];
+    /* Output columns [a, b) copy one contiguous run of the source row. */
+    int64_t a = kdx__max64(0, kdx__min64(lo_last, out_last)), b = kdx__max64(a, kdx__min64(lo_last + in_last, out_last));
+    for (int64_t r = lo; r < hi; r++) {
+        /* Source row of output row r (its coordinates in dims 0..nd-2). */
+        int64_t rem = r, src_row = 0, mul = 1;
+        bool filled = false;
+        for (int d = nd - 2; d >= 0; d--) {
+            int64_t o = rem % j->oshape[d], i = pad_src(o, j->lo[d], j->ishape[d], j->mode);
+            rem /= j->oshape[d];
+            if (i < 0) filled = true;
+            src_row += i * mul;
+            mul *= j->ishape[d];
+        }
+        char *dst = j->y + (size_t)(r * out_last) * j->es;
+        const char *src = filled ? NULL : j->x + (size_t)(src_row * in_last) * j->es;
+        if (!src) {
+            for (int64_t o = 0; o < out_last; o++) pad_put(j, dst, NULL, o, in_last);
+            continue;
+        }
+        for (int64_t o = 0; o < a; o++) pad_put(j, dst, src, o, in_last);
+        if (b > a) memcpy(dst + (size_t)a * j->es, src + (size_t)(a - lo_last) * j->es, (size_t)(b - a) * j->es);
+        for (int64_t o = b; o < out_last; o++) pad_put(j, dst, src, o, in_last);
+    }
+}
+
+static kdx_status pad_check(const kdx_tensor *x, const int64_t *pads, int npads, kdx_pad_mode mode, double value,
+                            int64_t *oshape, int64_t *lo)
+{
+    KDX_TRY(kdx__arg("pad", "x", x));
+    if (mode != KDX_PAD_CONSTANT && mode != KDX_PAD_REFLECT && mode != KDX_PAD_REPLICATE)
+        return kdx_fail(KDX_EINVAL, "pad: unknown mode %d", (int)mode);
+    if (npads < 0 || npads % 2 != 0 || (npads > 0 && !pads))
+        return kdx_fail(KDX_EINVAL, "pad: pads must be a list of an even number of sizes, got %d", npads);
+    if (npads / 2 > x->ndim)
+        return kdx_fail(KDX_ESHAPE, "pad: %d pads pad %d dims but x %s has only %d", npads, npads / 2, kdx__shp(x),
+                        x->ndim);
+    if (mode == KDX_PAD_CONSTANT && x->dtype == KDX_DTYPE_I64 && !(value >= -9.2e18 && value <= 9.2e18))
+        return kdx_fail(KDX_EINVAL, "pad: value %g does not fit int64 x", value);
+    static const char *const names[] = {"constant", "reflect", "replicate"};
+    for (int d = 0; d < x->ndim; d++) {
+        oshape[d] = x->shape[d];
+        lo[d] = 0;
+    }
+    for (int k = 0; k < npads / 2; k++) {
+        int d = x->ndim - 1 - k;
+        int64_t a = pads[2 * k], b = pads[2 * k + 1], n = x->shape[d];
+        if (a < -KDX_OPT_MAX || a > KDX_OPT_MAX || b < -KDX_OPT_MAX || b > KDX_OPT_MAX)
+            return kdx_fail(KDX_EINVAL, "pad: pads (%lld,%lld) of dim %d are too large", (long long)a, (long long)b, d);
+        if (mode == KDX_PAD_REFLECT && (a >= n || b >= n))
+            return kdx_fail(KDX_ESHAPE, "pad: reflect pads (%lld,%lld) must be smaller than size %lld of dim %d of x %s",
+                            (long long)a, (long long)b, (long long)n, d, kdx__shp(x));
+        if (mode != KDX_PAD_CONSTANT && n < 1)
+            return kdx_fail(KDX_ESHAPE, "pad: %s mode needs a non-empty dim %d, x is %s", names[mode], d, kdx__shp(x));
+        oshape[d] = n + a + b;
+        lo[d] = a;
+        if (oshape[d] < (mode == KDX_PAD_CONSTANT ? 0 : 1))
+            return kdx_fail(KDX_ESHAPE, "pad: size %lld of dim %d of x %s with pads (%lld,%lld) gives size %lld",
+                            (long long)n, d, kdx__shp(x), (long long)a, (long long)b, (long long)oshape[d]);
+    }
+    return KDX_OK;
+}
+
+kdx_status kdx_pad(const kdx_tensor *x, const int64_t *pads, int npads, kdx_pad_mode mode, double value,
+                   kdx_tensor **out)
+{
+    int64_t oshape[KDX_MAX_DIMS], lo[KDX_MAX_DIMS];
+    KDX_TRY(pad_check(x, pads, npads, mode, value, oshape, lo));
+    if (!out) return kdx_fail(KDX_EINVAL, "pad: out is NULL");
+    if (npads == 0) return kdx_clone(x, out);
+    kdx_tensor *xc = NULL, *y = NULL;
+    kdx_status s = kdx_contiguous(x, &xc);
+    if (s == KDX_OK) s = kdx__new("pad", x->dtype, x->ndim, oshape, &y);
+    if (s != KDX_OK) {
+        KDX_RELEASE(xc, y);
+        return s;
+    }
+    pad_job j = {kdx__base(xc), kdx__base(y), x->ndim, x->shape, oshape, lo, mode, kdx_dtype_size(x->dtype), 0};
+    if (x->dtype == KDX_DTYPE_F32) {
+        float f = (float)value;
+        memcpy(&j.fill, &f, sizeof f);
+    } else if (x->dtype == KDX_DTYPE_F64) {
+        memcpy(&j.fill, &value, sizeof value);
+    } else {
+        int64_t v = (int64_t)value;
+        memcpy(&j.fill, &v, sizeof v);
+    }
+    int64_t out_last = oshape[x->ndim - 1];
+    if (out_last > 0) {
+        int64_t rows = kdx__numel(x->ndim, oshape) / out_last;
+        kdx__parallel_for(rows, kdx__grain(out_last), pad_range, &j);
+    }
+    kdx_tensor_release(xc);
+    *out = y;
+    return KDX_OK;
+}
