@@ -21,10 +21,11 @@ SANFLAGS :=
 OPT     := -O2
 endif
 
-WARN    := -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes -Werror
+WERROR  ?= -Werror
+WARN    := -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes $(WERROR)
 CFLAGS  ?=
 CFLAGS  += -std=c11 $(OPT) -fPIC -fopenmp $(WARN) $(SANFLAGS)
-LUA_INC := $(shell pkg-config --cflags lua$(LUA_VERSION) 2>/dev/null || echo -I/usr/include/lua$(LUA_VERSION))
+LUA_INC ?= $(shell pkg-config --cflags lua$(LUA_VERSION) 2>/dev/null || echo -I/usr/include/lua$(LUA_VERSION))
 LIBS    := -lopenblas -lm
 LDFLAGS += -fopenmp $(SANFLAGS)
 
@@ -43,7 +44,7 @@ CORE := $(BUILD)/kdx/core.so
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all deps test ctest spec demo bench install uninstall clean examples
+.PHONY: all deps test ctest spec demo bench install install-rock uninstall clean
 
 all: $(LIB) $(CORE)
 
@@ -97,6 +98,12 @@ install: all
 	install -m 644 csrc/kdx.h $(DESTDIR)$(PREFIX)/include/kdx.h
 	install -m 755 $(CORE) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/kdx/core.so
 	cd lua && find kdx -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/{} \;
+
+# Used by the rockspec: LuaRocks names the two destination folders.
+install-rock: all
+	install -d $(INST_LIBDIR)/kdx $(INST_LUADIR)/kdx
+	install -m 755 $(CORE) $(INST_LIBDIR)/kdx/core.so
+	cd lua && find kdx -name '*.lua' -exec install -D -m 644 {} $(INST_LUADIR)/{} \;
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/lib/libkdx.a $(DESTDIR)$(PREFIX)/include/kdx.h
