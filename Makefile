@@ -61,9 +61,11 @@ $(LIB): $(ENGINE_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-$(CORE): $(BIND_OBJ) $(LIB)
+# -z nodelete: lua_close unloads C modules, but OpenMP and OpenBLAS worker
+# threads outlive it; keeping the code mapped lets them exit cleanly.
+$(CORE): $(BIND_OBJ) $(LIB) Makefile
 	@mkdir -p $(dir $@)
-	$(CC) -shared -o $@ $(BIND_OBJ) $(LIB) $(LDFLAGS) $(LIBS)
+	$(CC) -shared -o $@ $(BIND_OBJ) $(LIB) $(LDFLAGS) $(LIBS) -Wl,-z,nodelete
 
 # C-only tests: linked against the engine archive without Lua, which proves it needs none.
 $(BUILD)/test/%: csrc/test/%.c $(LIB) csrc/test/ctest.h

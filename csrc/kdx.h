@@ -350,7 +350,7 @@ typedef struct kdx_conv_opts {
 /* Defaults: stride 1, padding 0, dilation 1, groups 1. */
 kdx_conv_opts kdx_conv_opts_default(void);
 /* 2-D convolution (cross-correlation) of x [N,C,H,W] with w [O,C/groups,kh,kw]
-   and optional bias [O] (NULL for none). */
+   and optional bias [O] (NULL for none); o NULL means the defaults. */
 kdx_status kdx_conv2d(const kdx_tensor *x, const kdx_tensor *w, const kdx_tensor *bias,
                       const kdx_conv_opts *o, kdx_tensor **out);
 
@@ -370,9 +370,11 @@ kdx_status kdx_avg_pool2d(const kdx_tensor *x, const kdx_pool_opts *o, kdx_tenso
 kdx_status kdx_adaptive_avg_pool2d(const kdx_tensor *x, int64_t oh, int64_t ow, kdx_tensor **out);
 
 typedef enum kdx_interp_mode { KDX_INTERP_NEAREST, KDX_INTERP_BILINEAR } kdx_interp_mode;
-/* Resizes the last two dims of [N,C,H,W] (or [C,H,W]) to oh x ow. */
+/* Resizes the last two dims of [N,C,H,W] (or [C,H,W]) to oh x ow. scale_h,
+   scale_w > 0 are the user's scale factors: as in PyTorch, the source step is
+   then 1/scale rather than in/out (0: derive it from the sizes). */
 kdx_status kdx_interpolate(const kdx_tensor *x, int64_t oh, int64_t ow, kdx_interp_mode mode,
-                           int align_corners, kdx_tensor **out);
+                           int align_corners, double scale_h, double scale_w, kdx_tensor **out);
 
 typedef enum kdx_pad_mode { KDX_PAD_CONSTANT, KDX_PAD_REFLECT, KDX_PAD_REPLICATE } kdx_pad_mode;
 /* Pads the last npads/2 dims: pads = {last_lo, last_hi, prev_lo, prev_hi, ...}

@@ -7,12 +7,13 @@
 
 /* ==== interpolate ================================================================== */
 
-/* PyTorch's legacy 'nearest' source index, in float arithmetic as it does. */
-static int64_t nearest_src(int64_t o, int64_t in, int64_t out)
+/* PyTorch's legacy 'nearest' source index, in float arithmetic as it does;
+   sf > 0 is a user's scale factor, whose inverse is the source step. */
+static int64_t nearest_src(int64_t o, int64_t in, int64_t out, double sf)
 {
     if (out == in) return o;
     if (out == 2 * in) return o >> 1;
-    float scale = (float)in / (float)out;
+    float scale = sf > 0 ? (float)(1.0 / sf) : (float)in / (float)out;
     return kdx__min64((int64_t)floorf((float)o * scale), in - 1);
 }
 
@@ -20,10 +21,11 @@ static int64_t nearest_src(int64_t o, int64_t in, int64_t out)
    with PyTorch's source index (align_corners, else half-pixel clamped at 0)
    computed in T, its opmath type. */
 #define DEF_LINEAR_AXIS(T, S)                                                                \
-    static void linear_axis_##S(int64_t in, int64_t out, int align, int64_t *i0, int64_t *i1,  \
-                                double *l0, double *l1)                                      \
+    static void linear_axis_##S(int64_t in, int64_t out, int align, double sf, int64_t *i0,   \
+                                int64_t *i1, double *l0, double *l1)                         \
     {                                                                                        \
-        T scale = align ? (out > 1 ? (T)(in - 1) / (T)(out - 1) : (T)0) : (T)in / (T)out;    \
+        T scale = align ? (out > 1 ? (T)(in - 1) / (T)(out - 1) : (T)0)                      \
+                        : sf > 0 ? (T)(1.0 / sf) : (T)in / (T)out;                           \
         for (int64_t o = 0; o < out; o++) {                                                  \
             if (in == out) {                                                                 \
                 i0[o] = i1[o] = o, l0[o] = 1, l1[o] = 0;                                     \
@@ -96,26 +98,26 @@ static void interp_range(void *ud, int64_t lo, int64_t hi)
 
 /* Fills the taps of both axes (they live in one block of 4*(OH+OW) words). */
 static void interp_build_taps(interp_taps *t, void *block, int64_t H, int64_t W, int64_t OH, int64_t OW,
-                              int bilinear, int align, kdx_dtype dt)
+                              int bilinear, int align, double sh, double sw, kdx_dtype dt)
 {
     int64_t *iv = block;
     double *dv = (double *)(iv + 2 * (OH + OW));
     t->hi0 = iv, t->hi1 = iv + OH, t->wi0 = iv + 2 * OH, t->wi1 = iv + 2 * OH + OW;
     t->hl0 = dv, t->hl1 = dv + OH, t->wl0 = dv + 2 * OH, t->wl1 = dv + 2 * OH + OW;
     if (!bilinear) {
-        for (int64_t o = 0; o < OH; o++) t->hi0[o] = nearest_src(o, H, OH);
-        for (int64_t o = 0; o < OW; o++) t->wi0[o] = nearest_src(o, W, OW);
+        for (int64_t o = 0; o < OH; o++) t->hi0[o] = nearest_src(o, H, OH, sh);
+        for (int64_t o = 0; o < OW; o++) t->wi0[o] = nearest_src(o, W, OW, sw);
     } else if (dt == KDX_DTYPE_F32) {
-        linear_axis_f32(H, OH, align, t->hi0, t->hi1, t->hl0, t->hl1);
-        linear_axis_f32(W, OW, align, t->wi0, t->wi1, t->wl0, t->wl1);
+        linear_axis_f32(H, OH, align, sh, t->hi0, t->hi1, t->hl0, t->hl1);
+        linear_axis_f32(W, OW, align, sw, t->wi0, t->wi1, t->wl0, t->wl1);
     } else {
-        linear_axis_f64(H, OH, align, t->hi0, t->hi1, t->hl0, t->hl1);
-        linear_axis_f64(W, OW, align, t->wi0, t->wi1, t->wl0, t->wl1);
+        linear_axis_f64(H, OH, align, sh, t->hi0, t->hi1, t->hl0, t->hl1);
+        linear_axis_f64(W, OW, align, sw, t->wi0, t->wi1, t->wl0, t->wl1);
     }
 }
 
 kdx_status kdx_interpolate(const kdx_tensor *x, int64_t oh, int64_t ow, kdx_interp_mode mode, int align_corners,
-                           kdx_tensor **out)
+                           double scale_h, double scale_w, kdx_tensor **out)
 {
     const char *const fname = "interpolate";
     KDX_TRY(kdx__check_planes(fname, x));
@@ -124,6 +126,9 @@ kdx_status kdx_interpolate(const kdx_tensor *x, int64_t oh, int64_t ow, kdx_inte
         return kdx_fail(KDX_EINVAL, "interpolate: unknown mode %d", (int)mode);
     if (mode == KDX_INTERP_NEAREST && align_corners)
         return kdx_fail(KDX_EINVAL, "interpolate: align_corners can only be set with mode bilinear");
+    if (!(scale_h >= 0 && scale_w >= 0) || isinf(scale_h) || isinf(scale_w))
+        return kdx_fail(KDX_EINVAL, "interpolate: scale factors must be finite and >= 0, got %g and %g", scale_h,
+                        scale_w);
     if (oh < 1 || ow < 1 || oh > KDX_OPT_MAX || ow > KDX_OPT_MAX)
         return kdx_fail(KDX_EINVAL, "interpolate: output size must be >= 1, got %lldx%lld", (long long)oh,
                         (long long)ow);
@@ -145,7 +150,7 @@ kdx_status kdx_interpolate(const kdx_tensor *x, int64_t oh, int64_t ow, kdx_inte
     }
     interp_taps t;
     int bilinear = mode == KDX_INTERP_BILINEAR;
-    interp_build_taps(&t, block, H, W, oh, ow, bilinear, align_corners, x->dtype);
+    interp_build_taps(&t, block, H, W, oh, ow, bilinear, align_corners, scale_h, scale_w, x->dtype);
     interp_job j = {kdx__base(xc), kdx__base(y), H, W, oh, ow, &t, bilinear, x->dtype};
     kdx__parallel_for(kdx__numel(nd - 2, x->shape), kdx__grain(oh * ow * (bilinear ? 4 : 1)), interp_range, &j);
     kdx__free(block, tbytes);

@@ -180,8 +180,9 @@ kdx_status kdx__new(const char *fname, kdx_dtype dt, int ndim, const int64_t *sh
     if (!t) return kdx_fail(KDX_ENOMEM, "%s: out of memory", fname);
     t->storage = storage_new((size_t)kdx__numel(ndim, shape) * kdx_dtype_size(dt));
     if (!t->storage) {
+        kdx_status s = kdx_fail(KDX_ENOMEM, "%s: out of memory allocating %s", fname, kdx__shp(t));
         kdx_tensor_release(t);
-        return kdx_fail(KDX_ENOMEM, "%s: out of memory allocating %s", fname, kdx__shp(t));
+        return s;
     }
     kdx__contig_strides(ndim, shape, t->stride);
     *out = t;

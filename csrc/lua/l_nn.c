@@ -3,6 +3,7 @@
    PyTorch's names. */
 #include "kdx_lua.h"
 
+#include <math.h>
 #include <string.h>
 
 static int l_softmax_like(lua_State *L, int log)
@@ -125,15 +126,16 @@ static int l_interpolate(lua_State *L)
     int nd = kdx_tensor_ndim(x);
     if (nd < 3) return luaL_error(L, "kdx.interpolate: input must be [C,H,W] or [N,C,H,W], got %d dims", nd);
     int64_t hw[2];
+    double sf = 0; /* kept: PyTorch steps through the source by 1/scale_factor */
     lua_getfield(L, 2, "size");
     if (!lua_isnil(L, -1)) {
         size_pair(L, lua_gettop(L), hw, "interpolate");
     } else {
-        double s = kdxL_optfield_num(L, 2, "scale_factor", 0, "interpolate");
-        if (s <= 0) return luaL_error(L, "kdx.interpolate: give size or a positive scale_factor");
+        sf = kdxL_optfield_num(L, 2, "scale_factor", 0, "interpolate");
+        if (!(sf > 0) || sf > 1e6) return luaL_error(L, "kdx.interpolate: give size or a positive scale_factor");
         const int64_t *sh = kdx_tensor_shape(x);
-        hw[0] = (int64_t)(sh[nd - 2] * s);
-        hw[1] = (int64_t)(sh[nd - 1] * s);
+        hw[0] = (int64_t)floor((double)sh[nd - 2] * sf);
+        hw[1] = (int64_t)floor((double)sh[nd - 1] * sf);
     }
     lua_pop(L, 1);
     const char *mode = kdxL_optfield_str(L, 2, "mode", "nearest", "interpolate");
@@ -143,7 +145,7 @@ static int l_interpolate(lua_State *L)
     else return luaL_error(L, "kdx.interpolate: mode must be \"nearest\" or \"bilinear\", got \"%s\"", mode);
     int ac = kdxL_optfield_bool(L, 2, "align_corners", 0, "interpolate");
     kdx_tensor **box = kdxL_newbox(L);
-    kdxL_check(L, kdx_interpolate(x, hw[0], hw[1], m, ac, box));
+    kdxL_check(L, kdx_interpolate(x, hw[0], hw[1], m, ac, sf, sf, box));
     return 1;
 }
 

@@ -579,40 +579,40 @@ static void test_interpolate(void)
         double v[4] = {1, 2, 3, 4};
         kdx_tensor *x = mk(dt, 4, xs, v), *y = NULL;
         /* nearest 2 -> 4 doubles each pixel; 2 -> 3 picks floor(o*2/3) = 0,0,1 */
-        CHECK_OK(kdx_interpolate(x, 4, 4, KDX_INTERP_NEAREST, 0, &y));
+        CHECK_OK(kdx_interpolate(x, 4, 4, KDX_INTERP_NEAREST, 0, 0, 0, &y));
         double n4[16] = {1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4};
         CHECK(all_near(y, n4, 16, 0));
         kdx_tensor_release(y);
-        CHECK_OK(kdx_interpolate(x, 3, 1, KDX_INTERP_NEAREST, 0, &y));
+        CHECK_OK(kdx_interpolate(x, 3, 1, KDX_INTERP_NEAREST, 0, 0, 0, &y));
         double n31[3] = {1, 1, 3};
         CHECK(all_near(y, n31, 3, 0));
         kdx_tensor_release(y);
         /* bilinear, half-pixel (align_corners false): source -0.25 clamps to 0 */
-        CHECK_OK(kdx_interpolate(x, 4, 4, KDX_INTERP_BILINEAR, 0, &y));
+        CHECK_OK(kdx_interpolate(x, 4, 4, KDX_INTERP_BILINEAR, 0, 0, 0, &y));
         double b4[16] = {1, 1.25, 1.75, 2, 1.5, 1.75, 2.25, 2.5, 2.5, 2.75, 3.25, 3.5, 3, 3.25, 3.75, 4};
         CHECK(all_near(y, b4, 16, 1e-6));
         kdx_tensor_release(y);
         /* align_corners: 2 -> 3 hits the corners and the midpoint */
-        CHECK_OK(kdx_interpolate(x, 3, 3, KDX_INTERP_BILINEAR, 1, &y));
+        CHECK_OK(kdx_interpolate(x, 3, 3, KDX_INTERP_BILINEAR, 1, 0, 0, &y));
         double b3[9] = {1, 1.5, 2, 2, 2.5, 3, 3, 3.5, 4};
         CHECK(all_near(y, b3, 9, 1e-6));
         kdx_tensor_release(y);
         /* to 1x1: align_corners takes the corner, half-pixel the centre */
-        CHECK_OK(kdx_interpolate(x, 1, 1, KDX_INTERP_BILINEAR, 1, &y));
+        CHECK_OK(kdx_interpolate(x, 1, 1, KDX_INTERP_BILINEAR, 1, 0, 0, &y));
         CHECK(y && at(y, 0) == 1);
         kdx_tensor_release(y);
-        CHECK_OK(kdx_interpolate(x, 1, 1, KDX_INTERP_BILINEAR, 0, &y));
+        CHECK_OK(kdx_interpolate(x, 1, 1, KDX_INTERP_BILINEAR, 0, 0, 0, &y));
         CHECK(y && fabs(at(y, 0) - 2.5) < 1e-6);
         kdx_tensor_release(y);
         /* same size is a copy */
-        CHECK_OK(kdx_interpolate(x, 2, 2, KDX_INTERP_BILINEAR, 0, &y));
+        CHECK_OK(kdx_interpolate(x, 2, 2, KDX_INTERP_BILINEAR, 0, 0, 0, &y));
         CHECK(all_near(y, v, 4, 0));
         kdx_tensor_release(y);
         kdx_tensor_release(x);
         /* nearest downsampling 4 -> 3 on [C,H,W]: floor(o*4/3) = 0,1,2 */
         int64_t x14[3] = {1, 1, 4};
         x = iota(dt, 3, x14, 1);
-        CHECK_OK(kdx_interpolate(x, 1, 3, KDX_INTERP_NEAREST, 0, &y));
+        CHECK_OK(kdx_interpolate(x, 1, 3, KDX_INTERP_NEAREST, 0, 0, 0, &y));
         double n3[3] = {0, 1, 2};
         CHECK(all_near(y, n3, 3, 0));
         kdx_tensor_release(y);
@@ -620,10 +620,10 @@ static void test_interpolate(void)
     }
     int64_t xs[4] = {1, 1, 2, 2}, x2s[2] = {2, 2};
     kdx_tensor *x = iota(KDX_DTYPE_F32, 4, xs, 1), *x2 = iota(KDX_DTYPE_F32, 2, x2s, 1), *y = NULL;
-    CHECK_FAILS(kdx_interpolate(x, 0, 2, KDX_INTERP_NEAREST, 0, &y), KDX_EINVAL);
-    CHECK_FAILS(kdx_interpolate(x, 2, 2, KDX_INTERP_NEAREST, 1, &y), KDX_EINVAL);
-    CHECK_FAILS(kdx_interpolate(x, 2, 2, (kdx_interp_mode)7, 0, &y), KDX_EINVAL);
-    CHECK_FAILS(kdx_interpolate(x2, 2, 2, KDX_INTERP_BILINEAR, 0, &y), KDX_ESHAPE);
+    CHECK_FAILS(kdx_interpolate(x, 0, 2, KDX_INTERP_NEAREST, 0, 0, 0, &y), KDX_EINVAL);
+    CHECK_FAILS(kdx_interpolate(x, 2, 2, KDX_INTERP_NEAREST, 1, 0, 0, &y), KDX_EINVAL);
+    CHECK_FAILS(kdx_interpolate(x, 2, 2, (kdx_interp_mode)7, 0, 0, 0, &y), KDX_EINVAL);
+    CHECK_FAILS(kdx_interpolate(x2, 2, 2, KDX_INTERP_BILINEAR, 0, 0, 0, &y), KDX_ESHAPE);
     CHECK(y == NULL);
     kdx_tensor_release(x);
     kdx_tensor_release(x2);
