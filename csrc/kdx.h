@@ -56,14 +56,15 @@ kdx_status kdx_fail(kdx_status s, const char *fmt, ...)
 /* An allocator with lua_Alloc's contract: nsize == 0 frees and returns NULL,
    otherwise (re)allocates ptr (NULL for a new block) to nsize bytes. */
 typedef void *(*kdx_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
-/* Routes all engine memory through fn (NULL restores malloc/free). Set it
-   before the first tensor is made; blocks are freed by the allocator that
-   made them only if it is still installed. */
+/* Routes all engine memory through fn (NULL restores malloc/free). Every
+   block is freed through whichever allocator is installed at that moment, so
+   set it before the first tensor is made and keep it while any tensor lives. */
 void kdx_set_allocator(kdx_alloc_fn fn, void *ud);
 
 typedef enum kdx_log_level { KDX_LOG_DEBUG, KDX_LOG_INFO, KDX_LOG_WARN } kdx_log_level;
 typedef void (*kdx_log_fn)(void *ud, kdx_log_level level, const char *msg);
-/* Receives the engine's diagnostic messages (NULL: discard them). */
+/* Receives the engine's diagnostic messages (NULL: discard them). Errors are
+   never logged (they are returned); the hook carries warnings and notes. */
 void kdx_set_log(kdx_log_fn fn, void *ud);
 
 /* Threads used by BLAS and the engine's own parallel loops (n >= 1). */
@@ -326,7 +327,7 @@ kdx_status kdx_scatter_add_(kdx_tensor *x, int dim, const kdx_tensor *idx, const
 kdx_status kdx_index_add_(kdx_tensor *x, int dim, const kdx_tensor *idx, const kdx_tensor *src, double alpha);
 /* One-hot int64 encoding of idx (values in [0, n)), a new last dim of size n. */
 kdx_status kdx_one_hot(const kdx_tensor *idx, int64_t n, kdx_tensor **out);
-/* Concatenates n tensors along dim (same dtype, shapes equal elsewhere). */
+/* Concatenates n tensors along dim (shapes equal elsewhere; mixed dtypes promote). */
 kdx_status kdx_cat(const kdx_tensor *const *ts, int n, int dim, kdx_tensor **out);
 /* Stacks n same-shaped tensors along a new dim. */
 kdx_status kdx_stack(const kdx_tensor *const *ts, int n, int dim, kdx_tensor **out);

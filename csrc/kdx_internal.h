@@ -16,6 +16,8 @@ typedef struct kdx_storage {
     atomic_long refs;
     void *data;
     size_t nbytes;
+    void *block;        /* the allocation holding data (and its first tensor) */
+    size_t block_bytes;
 } kdx_storage;
 
 struct kdx_tensor {
@@ -26,6 +28,7 @@ struct kdx_tensor {
     int64_t stride[KDX_MAX_DIMS]; /* in elements */
     int64_t offset;               /* in elements, into storage */
     kdx_storage *storage;
+    bool in_block;                /* this header lives in storage->block */
 };
 
 /* ---- memory (alloc.c) ---- */
@@ -63,6 +66,9 @@ static inline int64_t kdx__f2i(double v)
     if (v <= -9223372036854775808.0) return INT64_MIN;
     return (int64_t)v;
 }
+/* Refuses in-place writes to an expanded view, whose elements share memory
+   (the result would depend on the order of writes). */
+kdx_status kdx__check_writable(const char *fname, const kdx_tensor *t);
 /* Checks t is non-NULL and float32 or float64 (arg names it in messages). */
 kdx_status kdx__check_float(const char *fname, const char *arg, const kdx_tensor *t);
 /* Kernel options (kernel, stride, ...) beyond this cannot describe a real

@@ -17,8 +17,8 @@ kdx_status kdx_broadcast_shape(const char *fname, int na, const int64_t *sa, int
         int64_t da = ia >= 0 ? sa[ia] : 1, db = ib >= 0 ? sb[ib] : 1;
         if (da != db && da != 1 && db != 1) {
             char b1[96], b2[96];
-            return kdx_fail(KDX_ESHAPE, "%s: shapes %s and %s cannot be broadcast together (dim %d: %lld vs %lld)",
-                            fname, kdx_shape_str(na, sa, b1, sizeof b1), kdx_shape_str(nb, sb, b2, sizeof b2), i,
+            return kdx_fail(KDX_ESHAPE, "%s: shapes %s and %s cannot be broadcast together (sizes %lld and %lld)",
+                            fname, kdx_shape_str(na, sa, b1, sizeof b1), kdx_shape_str(nb, sb, b2, sizeof b2),
                             (long long)da, (long long)db);
         }
         sout[i] = da == 1 ? db : da;
@@ -164,6 +164,7 @@ kdx_status kdx_unary(kdx_unop op, const kdx_tensor *x, double a, double b, kdx_t
 kdx_status kdx_unary_(kdx_unop op, kdx_tensor *x, double a, double b)
 {
     CHECK_UNOP("unary_", op, x);
+    KDX_TRY(kdx__check_writable(unop_names[op], x));
     if (x->dtype == KDX_DTYPE_I64 && !unop_keeps_int(op))
         return kdx_fail(KDX_EDTYPE, "%s_: the result is float but the tensor is int64; use the out-of-place form",
                         unop_names[op]);
@@ -262,6 +263,14 @@ static void binary_i64(void *ud, int64_t lo, int64_t hi)
 static void binary_apply(kdx_binop op, kdx_tensor *out, const kdx_tensor *a, const kdx_tensor *b)
 {
     static const kdx__range_fn kernels[] = {binary_f32, binary_f64, binary_i64};
+    if (kdx__same_shape(a, out) && kdx__same_shape(b, out) && kdx_tensor_is_contiguous(a) &&
+        kdx_tensor_is_contiguous(b) && kdx_tensor_is_contiguous(out)) {
+        /* The common case, without the iterator's setup. */
+        int64_t es = (int64_t)kdx_dtype_size(out->dtype);
+        binary_run r = {op, kdx__base(out), kdx__base(a), kdx__base(b), es, es, es};
+        kdx__parallel_for(kdx_tensor_numel(out), 32768, kernels[out->dtype], &r);
+        return;
+    }
     const kdx_tensor *ts[3] = {out, a, b};
     kdx_iter it;
     char *p[3];
@@ -337,6 +346,7 @@ kdx_status kdx_binary_(kdx_binop op, kdx_tensor *a, const kdx_tensor *b)
     const char *name = binop_names[op];
     KDX_TRY(kdx__arg(name, "tensor", a));
     KDX_TRY(kdx__arg(name, "operand", b));
+    KDX_TRY(kdx__check_writable(name, a));
     if (binop_dtype(op, a->dtype, b->dtype) != a->dtype)
         return kdx_fail(KDX_EDTYPE, "%s_: the result would be %s but the tensor is %s", name,
                         kdx_dtype_name(binop_dtype(op, a->dtype, b->dtype)), kdx_dtype_name(a->dtype));

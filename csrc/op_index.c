@@ -91,11 +91,10 @@ static kdx_status index_walk(const char *fname, const kdx_tensor *data, int d, c
         return kdx_fail(KDX_ESHAPE, "%s: index has %d dims but input has %d", fname, idx->ndim, data->ndim);
     for (int i = 0; i < idx->ndim; i++) {
         if (i != d && idx->shape[i] > data->shape[i])
-            return kdx_fail(KDX_ESHAPE, "%s: index %s is larger than input %s at dim %d", fname, kdx__shp(idx),
-                            kdx__shp(data), i);
+            return kdx_fail(KDX_ESHAPE, "%s: index %s is larger than input %s outside the indexed dim", fname,
+                            kdx__shp(idx), kdx__shp(data));
         if (idx->shape[i] > other->shape[i])
-            return kdx_fail(KDX_ESHAPE, "%s: index %s is larger than %s at dim %d", fname, kdx__shp(idx),
-                            kdx__shp(other), i);
+            return kdx_fail(KDX_ESHAPE, "%s: index %s is larger than %s", fname, kdx__shp(idx), kdx__shp(other));
     }
     int64_t size = data->ndim ? data->shape[d] : 1;
     KDX_TRY(check_range(fname, idx, size));
@@ -153,6 +152,7 @@ static kdx_status scatter(const char *fname, kdx_tensor *x, int dim, const kdx_t
     KDX_TRY(kdx__arg(fname, "input", x));
     KDX_TRY(need_index(fname, "index", idx));
     KDX_TRY(kdx__arg(fname, "source", src));
+    KDX_TRY(kdx__check_writable(fname, x));
     int d;
     KDX_TRY(kdx__dim(fname, x->ndim, dim, &d));
     if (src->ndim != x->ndim)
@@ -179,6 +179,7 @@ kdx_status kdx_index_add_(kdx_tensor *x, int dim, const kdx_tensor *idx, const k
     KDX_TRY(kdx__arg("index_add_", "input", x));
     KDX_TRY(need_index("index_add_", "index", idx));
     KDX_TRY(kdx__arg("index_add_", "source", src));
+    KDX_TRY(kdx__check_writable("index_add_", x));
     if (idx->ndim > 1) return kdx_fail(KDX_ESHAPE, "index_add_: index must be 1-D, got %s", kdx__shp(idx));
     if (x->ndim == 0) return kdx_fail(KDX_ESHAPE, "index_add_: input is 0-d");
     int d;
@@ -187,8 +188,8 @@ kdx_status kdx_index_add_(kdx_tensor *x, int dim, const kdx_tensor *idx, const k
     bool ok = src->ndim == x->ndim;
     for (int i = 0; ok && i < x->ndim; i++) ok = src->shape[i] == (i == d ? n : x->shape[i]);
     if (!ok)
-        return kdx_fail(KDX_ESHAPE, "index_add_: source %s does not match input %s with %lld entries along dim %d",
-                        kdx__shp(src), kdx__shp(x), (long long)n, d);
+        return kdx_fail(KDX_ESHAPE, "index_add_: source %s does not match input %s with %lld entries along the indexed dim",
+                        kdx__shp(src), kdx__shp(x), (long long)n);
     KDX_TRY(check_range("index_add_", idx, x->shape[d]));
     const int64_t *ip = (const int64_t *)kdx__base(idx);
     int64_t is = idx->ndim ? idx->stride[0] : 0;
@@ -247,8 +248,8 @@ kdx_status kdx_cat(const kdx_tensor *const *ts, int n, int dim, kdx_tensor **out
         bool ok = t->ndim == f->ndim;
         for (int j = 0; ok && j < f->ndim; j++) ok = j == d || t->shape[j] == f->shape[j];
         if (!ok)
-            return kdx_fail(KDX_ESHAPE, "cat: tensor %d has shape %s, which does not match %s except at dim %d", i,
-                            kdx__shp(t), kdx__shp(f), d);
+            return kdx_fail(KDX_ESHAPE, "cat: tensor %d has shape %s, which does not match %s outside the cat dim",
+                            i + 1, kdx__shp(t), kdx__shp(f));
         shape[d] += t->shape[d];
         dt = kdx_dtype_promote(dt, t->dtype);
     }

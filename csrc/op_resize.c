@@ -244,17 +244,17 @@ static kdx_status pad_check(const kdx_tensor *x, const int64_t *pads, int npads,
         int d = x->ndim - 1 - k;
         int64_t a = pads[2 * k], b = pads[2 * k + 1], n = x->shape[d];
         if (a < -KDX_OPT_MAX || a > KDX_OPT_MAX || b < -KDX_OPT_MAX || b > KDX_OPT_MAX)
-            return kdx_fail(KDX_EINVAL, "pad: pads (%lld,%lld) of dim %d are too large", (long long)a, (long long)b, d);
+            return kdx_fail(KDX_EINVAL, "pad: pads (%lld,%lld) are too large", (long long)a, (long long)b);
         if (mode == KDX_PAD_REFLECT && (a >= n || b >= n))
-            return kdx_fail(KDX_ESHAPE, "pad: reflect pads (%lld,%lld) must be smaller than size %lld of dim %d of x %s",
-                            (long long)a, (long long)b, (long long)n, d, kdx__shp(x));
+            return kdx_fail(KDX_ESHAPE, "pad: reflect pads (%lld,%lld) must be smaller than the padded size %lld (x %s)",
+                            (long long)a, (long long)b, (long long)n, kdx__shp(x));
         if (mode != KDX_PAD_CONSTANT && n < 1)
-            return kdx_fail(KDX_ESHAPE, "pad: %s mode needs a non-empty dim %d, x is %s", names[mode], d, kdx__shp(x));
+            return kdx_fail(KDX_ESHAPE, "pad: %s mode needs non-empty padded dims, x is %s", names[mode], kdx__shp(x));
         oshape[d] = n + a + b;
         lo[d] = a;
         if (oshape[d] < (mode == KDX_PAD_CONSTANT ? 0 : 1))
-            return kdx_fail(KDX_ESHAPE, "pad: size %lld of dim %d of x %s with pads (%lld,%lld) gives size %lld",
-                            (long long)n, d, kdx__shp(x), (long long)a, (long long)b, (long long)oshape[d]);
+            return kdx_fail(KDX_ESHAPE, "pad: size %lld of x %s with pads (%lld,%lld) gives size %lld",
+                            (long long)n, kdx__shp(x), (long long)a, (long long)b, (long long)oshape[d]);
     }
     return KDX_OK;
 }

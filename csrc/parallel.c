@@ -7,6 +7,7 @@
 #endif
 
 static int num_threads; /* 0 until set: use the machine's core count */
+static int core_count;  /* asked once: omp_get_num_procs is a system call */
 
 void kdx_set_num_threads(int n)
 {
@@ -18,11 +19,14 @@ void kdx_set_num_threads(int n)
 int kdx_get_num_threads(void)
 {
     if (num_threads > 0) return num_threads;
+    if (core_count == 0) {
 #ifdef _OPENMP
-    return omp_get_num_procs();
+        core_count = omp_get_num_procs(); /* a benign race: every thread writes the same value */
 #else
-    return 1;
+        core_count = 1;
 #endif
+    }
+    return core_count;
 }
 
 void kdx__parallel_for(int64_t n, int64_t grain, kdx__range_fn fn, void *ud)

@@ -10,31 +10,18 @@ static atomic_long live_tensors;
 
 int64_t kdx_debug_live_tensors(void) { return (int64_t)atomic_load(&live_tensors); }
 
-/* ---- storage ---- */
+/* ---- storage and lifetime ----
+ * A new tensor's header, its storage record and its data share one block
+ * (one allocation per op instead of three). Views may outlive that tensor, so
+ * the block is freed with the storage's last reference; a view's own header
+ * is a separate small allocation. */
 
-static kdx_storage *storage_new(size_t nbytes)
-{
-    kdx_storage *s = kdx__malloc(sizeof *s);
-    if (!s) return NULL;
-    s->data = kdx__malloc(nbytes);
-    if (!s->data) {
-        kdx__free(s, sizeof *s);
-        return NULL;
-    }
-    s->nbytes = nbytes;
-    atomic_init(&s->refs, 1);
-    return s;
-}
+#define ROUND16(n) (((n) + 15) & ~(size_t)15)
 
 static void storage_release(kdx_storage *s)
 {
-    if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
-        kdx__free(s->data, s->nbytes);
-        kdx__free(s, sizeof *s);
-    }
+    if (s && atomic_fetch_sub(&s->refs, 1) == 1) kdx__free(s->block, s->block_bytes);
 }
-
-/* ---- lifetime ---- */
 
 kdx_tensor *kdx_tensor_retain(kdx_tensor *t)
 {
@@ -45,23 +32,23 @@ kdx_tensor *kdx_tensor_retain(kdx_tensor *t)
 void kdx_tensor_release(kdx_tensor *t)
 {
     if (t && atomic_fetch_sub(&t->refs, 1) == 1) {
-        storage_release(t->storage);
-        kdx__free(t, sizeof *t);
+        kdx_storage *s = t->storage;
         atomic_fetch_sub(&live_tensors, 1);
+        if (!t->in_block) kdx__free(t, sizeof *t);
+        storage_release(s); /* last: it may free the block that holds t */
     }
 }
 
-static kdx_tensor *header_new(kdx_dtype dt, int ndim, const int64_t *shape)
+static void header_init(kdx_tensor *t, kdx_dtype dt, int ndim, const int64_t *shape)
 {
-    kdx_tensor *t = kdx__malloc(sizeof *t);
-    if (!t) return NULL;
     atomic_init(&t->refs, 1);
     t->dtype = dt;
     t->ndim = ndim;
     if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
     atomic_fetch_add(&live_tensors, 1);
-    return t;
 }
+
+
 
 /* ---- shapes ---- */
 
@@ -89,7 +76,7 @@ kdx_status kdx__check_shape(const char *fname, int ndim, const int64_t *shape)
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0)
-            return kdx_fail(KDX_ESHAPE, "%s: size %lld of dim %d is negative", fname, (long long)shape[i], i);
+            return kdx_fail(KDX_ESHAPE, "%s: size %lld is negative", fname, (long long)shape[i]);
         if (shape[i] > 0 && n > (INT64_MAX / 8) / shape[i])
             return kdx_fail(KDX_ESHAPE, "%s: shape is too large", fname);
         n *= shape[i];
@@ -109,6 +96,15 @@ kdx_status kdx__dim(const char *fname, int ndim, int d, int *out)
 kdx_status kdx__arg(const char *fname, const char *argname, const kdx_tensor *t)
 {
     if (!t) return kdx_fail(KDX_EINVAL, "%s: %s is NULL", fname, argname);
+    return KDX_OK;
+}
+
+kdx_status kdx__check_writable(const char *fname, const kdx_tensor *t)
+{
+    for (int i = 0; i < t->ndim; i++)
+        if (t->stride[i] == 0 && t->shape[i] > 1)
+            return kdx_fail(KDX_EINVAL, "%s: the tensor is an expanded view whose elements share memory; "
+                                        "write to a clone (or the tensor it was expanded from)", fname);
     return KDX_OK;
 }
 
@@ -176,14 +172,23 @@ kdx_status kdx__new(const char *fname, kdx_dtype dt, int ndim, const int64_t *sh
 {
     KDX_TRY(kdx__check_shape(fname, ndim, shape));
     if ((unsigned)dt > KDX_DTYPE_I64) return kdx_fail(KDX_EDTYPE, "%s: unknown dtype %d", fname, (int)dt);
-    kdx_tensor *t = header_new(dt, ndim, shape);
-    if (!t) return kdx_fail(KDX_ENOMEM, "%s: out of memory", fname);
-    t->storage = storage_new((size_t)kdx__numel(ndim, shape) * kdx_dtype_size(dt));
-    if (!t->storage) {
-        kdx_status s = kdx_fail(KDX_ENOMEM, "%s: out of memory allocating %s", fname, kdx__shp(t));
-        kdx_tensor_release(t);
-        return s;
+    size_t nbytes = (size_t)kdx__numel(ndim, shape) * kdx_dtype_size(dt);
+    size_t head = ROUND16(sizeof(kdx_tensor)) + ROUND16(sizeof(kdx_storage));
+    char *block = kdx__malloc(head + nbytes);
+    if (!block) {
+        char b[96];
+        return kdx_fail(KDX_ENOMEM, "%s: out of memory allocating %s", fname, kdx_shape_str(ndim, shape, b, sizeof b));
     }
+    kdx_tensor *t = (kdx_tensor *)block;
+    kdx_storage *s = (kdx_storage *)(block + ROUND16(sizeof(kdx_tensor)));
+    atomic_init(&s->refs, 1);
+    s->data = block + head;
+    s->nbytes = nbytes;
+    s->block = block;
+    s->block_bytes = head + nbytes;
+    header_init(t, dt, ndim, shape);
+    t->in_block = true;
+    t->storage = s;
     kdx__contig_strides(ndim, shape, t->stride);
     *out = t;
     return KDX_OK;
@@ -192,8 +197,9 @@ kdx_status kdx__new(const char *fname, kdx_dtype dt, int ndim, const int64_t *sh
 kdx_status kdx__view_of(const kdx_tensor *t, int ndim, const int64_t *shape, const int64_t *stride,
                         int64_t offset, kdx_tensor **out)
 {
-    kdx_tensor *v = header_new(t->dtype, ndim, shape);
+    kdx_tensor *v = kdx__malloc(sizeof *v);
     if (!v) return kdx_fail(KDX_ENOMEM, "view: out of memory");
+    header_init(v, t->dtype, ndim, shape);
     if (ndim) memcpy(v->stride, stride, (size_t)ndim * sizeof *stride);
     v->offset = offset;
     v->storage = t->storage;
@@ -385,7 +391,7 @@ kdx_status kdx_linspace(double start, double end, int64_t n, kdx_dtype dt, kdx_t
     double step = n > 1 ? (end - start) / (double)(n - 1) : 0;
     /* Fill symmetric halves from each end, as PyTorch does, so the last value is exactly end. */
     for (int64_t i = 0; i < n; i++) {
-        double v = i < n / 2 ? start + step * (double)i : end - step * (double)(n - 1 - i);
+        double v = n == 1 ? start : i < n / 2 ? start + step * (double)i : end - step * (double)(n - 1 - i);
         store(dt, kdx__base(t) + i * (int64_t)kdx_dtype_size(dt), v);
     }
     *out = t;
@@ -428,6 +434,7 @@ static void fill_random(kdx_tensor *t, kdx_generator *g, int normal, double a, d
 kdx_status kdx_uniform_(kdx_tensor *t, kdx_generator *g, double lo, double hi)
 {
     KDX_TRY(kdx__arg("uniform_", "tensor", t));
+    KDX_TRY(kdx__check_writable("uniform_", t));
     KDX_TRY(need_float("uniform_", t->dtype));
     fill_random(t, g ? g : kdx_default_generator(), 0, lo, hi);
     return KDX_OK;
@@ -436,6 +443,7 @@ kdx_status kdx_uniform_(kdx_tensor *t, kdx_generator *g, double lo, double hi)
 kdx_status kdx_normal_(kdx_tensor *t, kdx_generator *g, double mean, double std)
 {
     KDX_TRY(kdx__arg("normal_", "tensor", t));
+    KDX_TRY(kdx__check_writable("normal_", t));
     KDX_TRY(need_float("normal_", t->dtype));
     if (!(std >= 0)) return kdx_fail(KDX_EINVAL, "normal_: std must be >= 0, got %g", std);
     fill_random(t, g ? g : kdx_default_generator(), 1, mean, std);

@@ -16,7 +16,7 @@ static kdx_status infer_shape(const char *fname, const kdx_tensor *t, int ndim, 
             if (infer >= 0) return kdx_fail(KDX_ESHAPE, "%s: only one dim may be -1", fname);
             infer = i;
         } else if (shape[i] < 0) {
-            return kdx_fail(KDX_ESHAPE, "%s: invalid size %lld at dim %d", fname, (long long)shape[i], i);
+            return kdx_fail(KDX_ESHAPE, "%s: invalid size %lld", fname, (long long)shape[i]);
         } else {
             known *= shape[i];
         }
@@ -208,7 +208,7 @@ kdx_status kdx_expand(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_t
         int j = i - lead;
         int64_t want = shape[i];
         if (j < 0) {
-            if (want < 0) return kdx_fail(KDX_ESHAPE, "expand: -1 is not allowed for a new leading dim %d", i);
+            if (want < 0) return kdx_fail(KDX_ESHAPE, "expand: -1 is not allowed for a new leading dim");
             sh[i] = want, st[i] = 0;
         } else if (want == -1 || want == t->shape[j]) {
             sh[i] = t->shape[j], st[i] = t->stride[j];
@@ -216,8 +216,8 @@ kdx_status kdx_expand(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_t
             sh[i] = want, st[i] = 0;
         } else {
             char b[96];
-            return kdx_fail(KDX_ESHAPE, "expand: cannot expand %s to %s (dim %d has size %lld)", kdx__shp(t),
-                            kdx_shape_str(ndim, shape, b, sizeof b), i, (long long)t->shape[j]);
+            return kdx_fail(KDX_ESHAPE, "expand: cannot expand %s to %s (only sizes of 1 can change)", kdx__shp(t),
+                            kdx_shape_str(ndim, shape, b, sizeof b));
         }
     }
     return kdx__view_of(t, ndim, sh, st, t->offset, out);
@@ -286,6 +286,7 @@ kdx_status kdx_copy_(kdx_tensor *dst, const kdx_tensor *src)
 {
     KDX_TRY(kdx__arg("copy_", "destination", dst));
     KDX_TRY(kdx__arg("copy_", "source", src));
+    KDX_TRY(kdx__check_writable("copy_", dst));
     int nd;
     int64_t sh[KDX_MAX_DIMS];
     KDX_TRY(kdx_broadcast_shape("copy_", dst->ndim, dst->shape, src->ndim, src->shape, &nd, sh));

@@ -18,8 +18,8 @@
 /* A new userdata box holding no tensor yet, with the tensor metatable; the
    engine writes into it. Boxing first means a later error leaks nothing. */
 kdx_tensor **kdxL_newbox(lua_State *L);
-/* Pushes t (taking over the caller's reference) as a tensor userdata. */
-void kdxL_push(lua_State *L, kdx_tensor *t);
+/* Registry key (its address) of the tensor metatable. */
+extern const char kdxL_tensor_mt_key;
 /* Raises "kdx.<engine message>" if s is not KDX_OK; returns otherwise. */
 void kdxL_check(lua_State *L, kdx_status s);
 /* The tensor at arg, or a Lua error naming fname and arg. */

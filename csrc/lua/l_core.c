@@ -95,6 +95,8 @@ int luaopen_kdx_core(lua_State *L)
     lua_newtable(L); /* module */
     int mod = lua_gettop(L);
     luaL_newmetatable(L, KDXL_TENSOR);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &kdxL_tensor_mt_key);
     lua_newtable(L); /* methods */
     int methods = lua_gettop(L);
     lua_pushvalue(L, methods);

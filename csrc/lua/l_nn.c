@@ -185,7 +185,7 @@ static int l_dropout(lua_State *L)
     kdx_tensor *x = kdxL_checktensor(L, 1, "dropout");
     double p = luaL_optnumber(L, 2, 0.5);
     int training = lua_isnoneornil(L, 3) ? 1 : lua_toboolean(L, 3);
-    if (!(p >= 0 && p <= 1)) return luaL_error(L, "kdx.dropout: p must be in [0, 1], got %g", p);
+    if (!(p >= 0 && p <= 1)) return luaL_error(L, "kdx.dropout: p must be in [0, 1], got %f", p);
     if (!training) {
         lua_settop(L, 1);
         return 1;

@@ -35,28 +35,22 @@ static int binary(lua_State *L, kdx_binop op, const char *fname, int inplace)
 {
     lua_settop(L, 2); /* fixed argument slots: values pushed later sit above them */
     kdx_tensor *a = kdxL_totensor(L, 1), *b = kdxL_totensor(L, 2);
+    int na = lua_type(L, 1) == LUA_TNUMBER, nb = lua_type(L, 2) == LUA_TNUMBER;
     if (inplace) {
         a = kdxL_checktensor(L, 1, fname);
-        if (lua_type(L, 2) == LUA_TNUMBER) kdxL_check(L, kdx_binary_scalar_(op, a, lua_tonumber(L, 2)));
+        if (nb) kdxL_check(L, kdx_binary_scalar_(op, a, lua_tonumber(L, 2)));
         else kdxL_check(L, kdx_binary_(op, a, kdxL_astensor(L, 2, fname, kdx_tensor_dtype(a))));
         lua_settop(L, 1);
         return 1;
     }
-    if (!a && !b) {
-        if (lua_type(L, 1) == LUA_TNUMBER && lua_type(L, 2) == LUA_TNUMBER)
-            return luaL_error(L, "kdx.%s: at least one operand must be a tensor, got two numbers", fname);
-        a = kdxL_astensor(L, 1, fname, KDX_DTYPE_F32);
-    }
+    if (na && nb) return luaL_error(L, "kdx.%s: at least one operand must be a tensor, got two numbers", fname);
+    /* Tables become tensors (of the other operand's dtype) before the result box. */
+    if (!a && !na) a = kdxL_astensor(L, 1, fname, b ? kdx_tensor_dtype(b) : KDX_DTYPE_F32);
+    if (!b && !nb) b = kdxL_astensor(L, 2, fname, kdx_tensor_dtype(a));
     kdx_tensor **box = kdxL_newbox(L);
-    if (a && lua_type(L, 2) == LUA_TNUMBER) {
-        kdxL_check(L, kdx_binary_scalar(op, a, lua_tonumber(L, 2), 0, box));
-    } else if (b && lua_type(L, 1) == LUA_TNUMBER) {
-        kdxL_check(L, kdx_binary_scalar(op, b, lua_tonumber(L, 1), 1, box));
-    } else {
-        if (!a) a = kdxL_astensor(L, 1, fname, kdx_tensor_dtype(b));
-        if (!b) b = kdxL_astensor(L, 2, fname, kdx_tensor_dtype(a));
-        kdxL_check(L, kdx_binary(op, a, b, box));
-    }
+    if (nb) kdxL_check(L, kdx_binary_scalar(op, a, lua_tonumber(L, 2), 0, box));
+    else if (na) kdxL_check(L, kdx_binary_scalar(op, b, lua_tonumber(L, 1), 1, box));
+    else kdxL_check(L, kdx_binary(op, a, b, box));
     return 1;
 }
 
@@ -181,7 +175,7 @@ static int l_norm(lua_State *L)
     if (p == 1) op = KDX_RED_NORM1;
     else if (p == 2) op = KDX_RED_NORM2;
     else if (isinf(p) && p > 0) op = KDX_RED_NORMINF;
-    else return luaL_error(L, "kdx.norm: p must be 1, 2 or math.huge, got %g", p);
+    else return luaL_error(L, "kdx.norm: p must be 1, 2 or math.huge, got %f", p);
     int dims[KDX_MAX_DIMS];
     int n = kdxL_optdims(L, 3, kdx_tensor_ndim(x), dims, "norm");
     kdx_tensor **box = kdxL_newbox(L);

@@ -8,7 +8,7 @@
 
 static int l_tensor_gc(lua_State *L)
 {
-    kdx_tensor **box = luaL_checkudata(L, 1, KDXL_TENSOR);
+    kdx_tensor **box = lua_touserdata(L, 1); /* only ever installed on tensor boxes */
     kdx_tensor_release(*box);
     *box = NULL;
     return 0;

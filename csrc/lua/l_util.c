@@ -9,20 +9,18 @@
 
 /* ---- tensors in userdata ---- */
 
+/* The tensor metatable is also kept under this address in the registry:
+   looking it up by pointer skips the string interning that a lookup by name
+   costs on every call (it shows in the per-op overhead). */
+const char kdxL_tensor_mt_key = 't';
+
 kdx_tensor **kdxL_newbox(lua_State *L)
 {
     kdx_tensor **box = lua_newuserdatauv(L, sizeof *box, 0);
     *box = NULL;
-    luaL_setmetatable(L, KDXL_TENSOR);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &kdxL_tensor_mt_key);
+    lua_setmetatable(L, -2);
     return box;
-}
-
-void kdxL_push(lua_State *L, kdx_tensor *t)
-{
-    /* lua_newuserdatauv can raise on out-of-memory: release t first then. */
-    kdx_tensor **box = lua_newuserdatauv(L, sizeof *box, 0);
-    *box = t;
-    luaL_setmetatable(L, KDXL_TENSOR);
 }
 
 void kdxL_check(lua_State *L, kdx_status s)
@@ -30,15 +28,26 @@ void kdxL_check(lua_State *L, kdx_status s)
     if (s != KDX_OK) luaL_error(L, "kdx.%s", kdx_last_error());
 }
 
+/* The box at arg if it is a tensor userdata, else NULL. */
+static kdx_tensor **testbox(lua_State *L, int arg)
+{
+    kdx_tensor **box = lua_touserdata(L, arg);
+    if (!box || !lua_getmetatable(L, arg)) return NULL;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &kdxL_tensor_mt_key);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return same ? box : NULL;
+}
+
 kdx_tensor *kdxL_totensor(lua_State *L, int arg)
 {
-    kdx_tensor **box = luaL_testudata(L, arg, KDXL_TENSOR);
+    kdx_tensor **box = testbox(L, arg);
     return box ? *box : NULL;
 }
 
 kdx_tensor *kdxL_checktensor(lua_State *L, int arg, const char *fname)
 {
-    kdx_tensor **box = luaL_testudata(L, arg, KDXL_TENSOR);
+    kdx_tensor **box = testbox(L, arg);
     if (!box) {
         luaL_error(L, "kdx.%s: argument %d must be a tensor, got %s", fname, arg, luaL_typename(L, arg));
         return NULL;
@@ -221,12 +230,6 @@ int kdxL_checkshape(lua_State *L, int arg, int64_t *shape, const char *fname)
         }
         return (int)n;
     }
-    if (lua_type(L, arg) == LUA_TUSERDATA && kdxL_totensor(L, arg)) {
-        kdx_tensor *t = kdxL_totensor(L, arg);
-        int nd = kdx_tensor_ndim(t);
-        memcpy(shape, kdx_tensor_shape(t), (size_t)nd * sizeof *shape);
-        return nd;
-    }
     int top = lua_gettop(L), n = 0;
     for (int i = arg; i <= top && lua_type(L, i) == LUA_TNUMBER; i++) {
         if (n == KDX_MAX_DIMS) luaL_error(L, "kdx.%s: at most %d dims are supported", fname, KDX_MAX_DIMS);
@@ -292,6 +295,8 @@ int kdxL_optdims(lua_State *L, int arg, int ndim, int *dims, const char *fname)
         lua_rawgeti(L, arg, i + 1);
         dims[i] = kdxL_checkdim(L, lua_gettop(L), ndim, fname);
         lua_pop(L, 1);
+        for (int j = 0; j < i; j++)
+            if (dims[j] == dims[i]) luaL_error(L, "kdx.%s: dim %d appears more than once", fname, dims[i] + 1);
     }
     return n;
 }

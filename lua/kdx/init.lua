@@ -91,12 +91,18 @@ local function render(v, fmt, width, indent)
   return "[" .. table.concat(parts, ",\n" .. string.rep(" ", indent + 1)) .. "]"
 end
 
+local function number_str(x, dtype)
+  if dtype == "int64" then return string.format("%d", x) end
+  if x ~= x then return "nan" end
+  if x == math.huge then return "inf" end
+  if x == -math.huge then return "-inf" end
+  return string.format(dtype == "float32" and "%.7g" or "%.15g", x)
+end
+
 local function tostring_tensor(t)
-  if t:dim() == 0 then
-    local v = t:item()
-    if t:dtype() == "int64" then return string.format("%d", v) end
-    return string.format(t:dtype() == "float32" and "%.7g" or "%.15g", v)
-  end
+  local ok, ndim = pcall(t.dim, t)
+  if not ok then return "tensor(closed)" end
+  if ndim == 0 then return number_str(t:item(), t:dtype()) end
   local vals = shown(t, t:numel() > THRESHOLD)
   local fmt = formatter(flat(vals, {}), t:dtype())
   local width = 0
