@@ -124,7 +124,9 @@ kdx_tensor *kdx_tensor_retain(kdx_tensor *t);
 /* Drops a reference (NULL is fine); frees the tensor with the last one. */
 void kdx_tensor_release(kdx_tensor *t);
 
+/* Element type of t. */
 kdx_dtype kdx_tensor_dtype(const kdx_tensor *t);
+/* Number of dims (0 for a scalar). */
 int kdx_tensor_ndim(const kdx_tensor *t);
 /* Pointer to the ndim sizes (valid while t lives). */
 const int64_t *kdx_tensor_shape(const kdx_tensor *t);
@@ -132,6 +134,7 @@ const int64_t *kdx_tensor_shape(const kdx_tensor *t);
 const int64_t *kdx_tensor_strides(const kdx_tensor *t);
 /* Size of dim d (negative counts from the end); -1 if out of range. */
 int64_t kdx_tensor_size(const kdx_tensor *t, int d);
+/* Number of elements. */
 int64_t kdx_tensor_numel(const kdx_tensor *t);
 /* Pointer to the first element of the view (strides apply from there). */
 void *kdx_tensor_data(const kdx_tensor *t);
@@ -161,7 +164,9 @@ kdx_status kdx_empty(kdx_dtype dt, int ndim, const int64_t *shape, kdx_tensor **
 kdx_status kdx_from_data(kdx_dtype dt, int ndim, const int64_t *shape, const void *data, kdx_tensor **out);
 /* Tensor filled with value. */
 kdx_status kdx_full(kdx_dtype dt, int ndim, const int64_t *shape, double value, kdx_tensor **out);
+/* Tensor of zeros. */
 kdx_status kdx_zeros(kdx_dtype dt, int ndim, const int64_t *shape, kdx_tensor **out);
+/* Tensor of ones. */
 kdx_status kdx_ones(kdx_dtype dt, int ndim, const int64_t *shape, kdx_tensor **out);
 /* A 0-d tensor holding v. */
 kdx_status kdx_scalar(kdx_dtype dt, double v, kdx_tensor **out);
@@ -192,6 +197,7 @@ kdx_status kdx_normal_(kdx_tensor *t, kdx_generator *g, double mean, double std)
 kdx_status kdx_view(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_tensor **out);
 /* As kdx_view, but copies when a view is impossible. */
 kdx_status kdx_reshape(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_tensor **out);
+/* Swaps dims d0 and d1. */
 kdx_status kdx_transpose(const kdx_tensor *t, int d0, int d1, kdx_tensor **out);
 /* dims: a permutation of 0..ndim-1. */
 kdx_status kdx_permute(const kdx_tensor *t, const int *dims, int ndim, kdx_tensor **out);
@@ -290,6 +296,7 @@ kdx_status kdx_max(const kdx_tensor *x, int dim, int keepdim, kdx_tensor **value
 kdx_status kdx_min(const kdx_tensor *x, int dim, int keepdim, kdx_tensor **values, kdx_tensor **indices);
 /* Index of the max over dim; over the flattened tensor when all is nonzero. */
 kdx_status kdx_argmax(const kdx_tensor *x, int dim, int all, int keepdim, kdx_tensor **out);
+/* Index of the min, as kdx_argmax. */
 kdx_status kdx_argmin(const kdx_tensor *x, int dim, int all, int keepdim, kdx_tensor **out);
 /* Cumulative sum along dim (same shape). */
 kdx_status kdx_cumsum(const kdx_tensor *x, int dim, kdx_tensor **out);
