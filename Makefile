@@ -18,7 +18,7 @@ OPT     := -O1
 else
 BUILD   := build
 SANFLAGS :=
-OPT     := -O2
+OPT     := -O3
 endif
 
 WERROR  ?= -Werror

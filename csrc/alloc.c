@@ -35,6 +35,12 @@ void *kdx__malloc(size_t n)
     return calloc(1, n);
 }
 
+void *kdx__malloc_raw(size_t n)
+{
+    if (n == 0) n = 1;
+    return alloc_fn ? alloc_fn(alloc_ud, NULL, 0, n) : malloc(n);
+}
+
 void kdx__free(void *p, size_t n)
 {
     if (!p) return;

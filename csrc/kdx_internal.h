@@ -33,6 +33,7 @@ struct kdx_tensor {
 
 /* ---- memory (alloc.c) ---- */
 void *kdx__malloc(size_t n);           /* zero-filled; NULL on failure */
+void *kdx__malloc_raw(size_t n);       /* not filled: for memory the caller writes in full */
 void kdx__free(void *p, size_t n);
 void kdx__log(kdx_log_level level, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -43,6 +44,9 @@ void kdx__log(kdx_log_level level, const char *fmt, ...)
 /* ---- tensor construction (tensor.c) ---- */
 /* A new contiguous tensor with fresh zeroed storage. */
 kdx_status kdx__new(const char *fname, kdx_dtype dt, int ndim, const int64_t *shape, kdx_tensor **out);
+/* As kdx__new, but the data is left unfilled: only for results the caller
+   writes in full (zeroing a large output costs as much as a cheap op). */
+kdx_status kdx__new_raw(const char *fname, kdx_dtype dt, int ndim, const int64_t *shape, kdx_tensor **out);
 /* A new view header over t's storage (refcount on storage taken). */
 kdx_status kdx__view_of(const kdx_tensor *t, int ndim, const int64_t *shape, const int64_t *stride,
                         int64_t offset, kdx_tensor **out);
@@ -123,12 +127,13 @@ kdx_status kdx__dims_mask(const char *fname, int ndim, const int *dims, int ndim
 int kdx__reduced_shape(int ndim, const int64_t *shape, unsigned mask, int keepdim, int64_t *out);
 
 /* ---- BLAS (blas.c, the only file that includes cblas.h) ---- */
-/* C[m,n] = alpha * op(A) op(B) + beta * C; row-major; ta/tb transpose flags. */
+/* C[m,n] = alpha * op(A) op(B) + beta * C; row-major; ta/tb transpose flags.
+   Large products are split over the engine's threads; inside a parallel
+   region (kdx__parallel_for) it runs on the calling thread. */
 void kdx__sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                 const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 void kdx__dgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double *a, int64_t lda,
                 const double *b, int64_t ldb, double beta, double *c, int64_t ldc);
-void kdx__blas_set_threads(int n);
 
 /* ---- threads (parallel.c) ---- */
 /* Runs fn(ud, lo, hi) over [0, n) split across the engine's threads when n is

@@ -1,15 +1,13 @@
-/* op_conv.c — conv2d on NCHW tensors (forward) by im2col + GEMM: the whole
-   batch is unfolded into one column matrix (in chunks past a memory budget)
-   and multiplied once per group. im2col is its own function so a backward
-   (col2im) can pair with it. Semantics follow torch.nn.functional.conv2d. */
+/* op_conv.c — conv2d on NCHW tensors (forward) by im2col + GEMM, one sample
+   at a time: a sample's column matrix is small enough to stay in cache, and
+   its GEMM writes straight into the output. The batch is spread over the
+   engine's threads. im2col is its own function so a backward (col2im) can
+   pair with it. Semantics follow torch.nn.functional.conv2d. */
 #include "kdx_internal.h"
 
 #include <math.h>
 #include <string.h>
 
-/* The im2col buffer of one conv2d call is kept under this many bytes by
-   convolving the batch in chunks (one chunk = one GEMM per group). */
-#define CONV_COL_BUDGET ((int64_t)1 << 27)
 
 /* ==== conv2d ======================================================================= */
 
@@ -43,9 +41,9 @@ static void tap_range(int64_t off, int64_t s, int64_t w, int64_t ow, int64_t *lo
             }                                                                              \
             const T *row = plane + ih * g->W;                                              \
             for (; ow < lo; ow++) dst[ow] = 0;                                             \
-            if (g->sw == 1 && hi > lo) {                                                   \
-                memcpy(dst + lo, row + lo + off, (size_t)(hi - lo) * sizeof(T));           \
-                ow = hi;                                                                   \
+            if (g->sw == 1) { /* a plain loop: rows are short, a memcpy call costs more */ \
+                const T *src = row + off;                                                  \
+                for (; ow < hi; ow++) dst[ow] = src[ow];                                   \
             }                                                                              \
             for (; ow < hi; ow++) dst[ow] = row[ow * g->sw + off];                         \
             for (; ow < g->OW; ow++) dst[ow] = 0;                                          \
@@ -54,21 +52,20 @@ static void tap_range(int64_t off, int64_t s, int64_t w, int64_t ow, int64_t *lo
 DEF_IM2COL_ROW(float, f32)
 DEF_IM2COL_ROW(double, f64)
 
-/* out[n][o][:] = src[o][n*L : n*L+L] + b (src may equal out when there is one sample). */
-#define DEF_ADD_ROW(T, S)                                                  \
-    static void add_row_##S(const T *src, T *dst, int64_t n, double b)     \
-    {                                                                      \
-        T tb = (T)b;                                                       \
-        for (int64_t l = 0; l < n; l++) dst[l] = src[l] + tb;              \
+/* dst[l] += b for a row of n values. */
+#define DEF_ADD_BIAS(T, S)                                               \
+    static void add_bias_##S(T *dst, int64_t n, double b)                \
+    {                                                                    \
+        T tb = (T)b;                                                     \
+        for (int64_t l = 0; l < n; l++) dst[l] += tb;                    \
     }
-DEF_ADD_ROW(float, f32)
-DEF_ADD_ROW(double, f64)
+DEF_ADD_BIAS(float, f32)
+DEF_ADD_BIAS(double, f64)
 
 typedef struct im2col_job {
-    const char *x; /* [cnt, C, H, W] */
-    char *col;     /* [C*kh*kw, cnt*OH*OW] */
+    const char *x; /* one sample [C, H, W] */
+    char *col;     /* [C*kh*kw, OH*OW] */
     const conv_geom *g;
-    int64_t cnt;
     kdx_dtype dt;
 } im2col_job;
 
@@ -78,81 +75,76 @@ static void im2col_range(void *ud, int64_t lo, int64_t hi)
     const conv_geom *g = j->g;
     int64_t L = g->OH * g->OW;
     size_t es = kdx_dtype_size(j->dt);
-    for (int64_t t = lo; t < hi; t++) {
-        int64_t r = t / j->cnt, n = t % j->cnt;
+    for (int64_t r = lo; r < hi; r++) {
         int64_t c = r / (g->kh * g->kw), i = (r / g->kw) % g->kh, k = r % g->kw;
-        const char *plane = j->x + (size_t)((n * g->C + c) * g->H * g->W) * es;
-        char *dst = j->col + (size_t)(r * j->cnt * L + n * L) * es;
+        const char *plane = j->x + (size_t)(c * g->H * g->W) * es;
+        char *dst = j->col + (size_t)(r * L) * es;
         if (j->dt == KDX_DTYPE_F32) im2col_row_f32((const float *)plane, (float *)dst, g, i, k);
         else im2col_row_f64((const double *)plane, (double *)dst, g, i, k);
     }
 }
 
-/* Unfolds cnt samples x [cnt, C, H, W] into col [C*kh*kw, cnt*OH*OW]: row
-   (c, i, j), column n*OH*OW + oh*OW + ow. col2im is its adjoint. */
-static void im2col(const char *x, int64_t cnt, const conv_geom *g, kdx_dtype dt, char *col)
+/* Unfolds one sample x [C, H, W] into col [C*kh*kw, OH*OW]: row (c, i, j),
+   column oh*OW + ow. col2im is its adjoint. */
+static void im2col(const char *x, const conv_geom *g, kdx_dtype dt, char *col)
 {
-    im2col_job j = {x, col, g, cnt, dt};
-    kdx__parallel_for(g->C * g->kh * g->kw * cnt, kdx__grain(g->OH * g->OW), im2col_range, &j);
+    im2col_job j = {x, col, g, dt};
+    kdx__parallel_for(g->C * g->kh * g->kw, kdx__grain(g->OH * g->OW), im2col_range, &j);
 }
 
-typedef struct scatter_job {
-    const char *src; /* [O, cnt*L] */
-    char *dst;       /* [cnt, O, L] */
-    const char *bias;
-    int64_t O, L, cnt;
+typedef struct conv_job {
+    const char *x, *w, *bias;
+    char *y;
+    const conv_geom *g;
+    int64_t O, groups;
+    bool direct; /* 1x1, stride 1, no padding: the input is its own column matrix */
     kdx_dtype dt;
-} scatter_job;
+    atomic_bool failed; /* a worker could not get its column buffer */
+} conv_job;
 
-static void scatter_range(void *ud, int64_t lo, int64_t hi)
+/* y[n] = W conv x[n] + bias for one sample, with col as scratch. Each GEMM
+   writes straight into the sample's [O, OH*OW] block of y. */
+static void conv_sample(const conv_job *j, int64_t n, char *col)
 {
-    const scatter_job *j = ud;
+    const conv_geom *g = j->g;
     size_t es = kdx_dtype_size(j->dt);
-    for (int64_t t = lo; t < hi; t++) {
-        int64_t n = t / j->O, o = t % j->O;
-        const char *s = j->src + (size_t)(o * j->cnt * j->L + n * j->L) * es;
-        char *d = j->dst + (size_t)((n * j->O + o) * j->L) * es;
+    int64_t L = g->OH * g->OW, Og = j->O / j->groups, K = g->C / j->groups * g->kh * g->kw;
+    const char *xs = j->x + (size_t)(n * g->C * g->H * g->W) * es;
+    char *ys = j->y + (size_t)(n * j->O * L) * es;
+    const char *cm = xs;
+    if (!j->direct) {
+        im2col(xs, g, j->dt, col);
+        cm = col;
+    }
+    for (int64_t gi = 0; gi < j->groups; gi++) {
+        const char *wg = j->w + (size_t)(gi * Og * K) * es, *cg = cm + (size_t)(gi * K * L) * es;
+        char *yg = ys + (size_t)(gi * Og * L) * es;
         if (j->dt == KDX_DTYPE_F32)
-            add_row_f32((const float *)s, (float *)d, j->L, j->bias ? ((const float *)j->bias)[o] : 0.0);
+            kdx__sgemm(false, false, Og, L, K, 1.0f, (const float *)wg, K, (const float *)cg, L, 0.0f, (float *)yg, L);
         else
-            add_row_f64((const double *)s, (double *)d, j->L, j->bias ? ((const double *)j->bias)[o] : 0.0);
+            kdx__dgemm(false, false, Og, L, K, 1.0, (const double *)wg, K, (const double *)cg, L, 0.0, (double *)yg, L);
+    }
+    for (int64_t o = 0; j->bias && o < j->O; o++) {
+        if (j->dt == KDX_DTYPE_F32) add_bias_f32((float *)ys + o * L, L, ((const float *)j->bias)[o]);
+        else add_bias_f64((double *)ys + o * L, L, ((const double *)j->bias)[o]);
     }
 }
 
-static void gemm(kdx_dtype dt, int64_t m, int64_t n, int64_t k, const char *a, const char *b, char *c)
+/* Samples [lo, hi) with one column buffer of their own. Run over the batch
+   in parallel, each worker's GEMMs stay on its thread (small products run
+   best that way); run on one sample, im2col and the GEMM split themselves. */
+static void conv_range(void *ud, int64_t lo, int64_t hi)
 {
-    if (dt == KDX_DTYPE_F32)
-        kdx__sgemm(false, false, m, n, k, 1.0f, (const float *)a, k, (const float *)b, n, 0.0f, (float *)c, n);
-    else
-        kdx__dgemm(false, false, m, n, k, 1.0, (const double *)a, k, (const double *)b, n, 0.0, (double *)c, n);
-}
-
-/* y [N, O, OH, OW] = conv(x, w) + bias, nb samples per GEMM. col holds
-   [C*kh*kw, nb*L]; res holds [O, nb*L] (unused when nb == 1: the GEMM then
-   writes straight into y). col is NULL for a 1x1/stride-1 kernel on one
-   sample, whose input already is the column matrix. */
-static void conv_forward(const char *x, const char *w, const char *bias, const conv_geom *g, int64_t N, int64_t O,
-                         int64_t groups, int64_t nb, kdx_dtype dt, char *col, char *res, char *y)
-{
-    size_t es = kdx_dtype_size(dt);
-    int64_t L = g->OH * g->OW, Og = O / groups, K = g->C / groups * g->kh * g->kw;
-    for (int64_t n0 = 0; n0 < N; n0 += nb) {
-        int64_t cnt = kdx__min64(nb, N - n0);
-        const char *xs = x + (size_t)(n0 * g->C * g->H * g->W) * es;
-        const char *cm = xs;
-        if (col) {
-            im2col(xs, cnt, g, dt, col);
-            cm = col;
-        }
-        char *dst = cnt == 1 ? y + (size_t)(n0 * O * L) * es : res;
-        for (int64_t gi = 0; gi < groups; gi++)
-            gemm(dt, Og, cnt * L, K, w + (size_t)(gi * Og * K) * es, cm + (size_t)(gi * K * cnt * L) * es,
-                 dst + (size_t)(gi * Og * cnt * L) * es);
-        if (cnt > 1 || bias) {
-            scatter_job sj = {dst, y + (size_t)(n0 * O * L) * es, bias, O, L, cnt, dt};
-            kdx__parallel_for(cnt * O, kdx__grain(L), scatter_range, &sj);
-        }
+    conv_job *j = ud;
+    const conv_geom *g = j->g;
+    size_t bytes = j->direct ? 0 : (size_t)(g->C * g->kh * g->kw * g->OH * g->OW) * kdx_dtype_size(j->dt);
+    char *col = bytes ? kdx__malloc(bytes) : NULL;
+    if (bytes && !col) {
+        atomic_store(&j->failed, true);
+        return;
     }
+    for (int64_t n = lo; n < hi; n++) conv_sample(j, n, col);
+    kdx__free(col, bytes);
 }
 
 static kdx_status conv_check(const kdx_tensor *x, const kdx_tensor *w, const kdx_tensor *bias,
@@ -226,35 +218,32 @@ kdx_status kdx_conv2d(const kdx_tensor *x, const kdx_tensor *w, const kdx_tensor
     g.OW = (g.W + 2 * g.pw - g.dw * (g.kw - 1) - 1) / g.sw + 1;
     int64_t oshape[4] = {N, O, g.OH, g.OW};
     kdx_tensor *y;
-    KDX_TRY(kdx__new(fname, x->dtype, 4, oshape, &y));
+    KDX_TRY(kdx__new_raw(fname, x->dtype, 4, oshape, &y)); /* every element is written by a GEMM */
     if (kdx__numel(4, oshape) == 0) {
         *out = y;
         return KDX_OK;
     }
-    /* Samples per GEMM: as many as fit the column budget (at least one). */
-    int64_t es = (int64_t)kdx_dtype_size(x->dtype), L = g.OH * g.OW, KC = g.C * g.kh * g.kw;
+    int64_t L = g.OH * g.OW, KC = g.C * g.kh * g.kw;
     if (L > INT64_MAX / 8 / KC) {
         kdx_tensor_release(y);
         return kdx_fail(KDX_ENOMEM, "conv2d: column matrix for x %s and weight %s is too large", kdx__shp(x),
                         kdx__shp(w));
     }
-    int64_t nb = kdx__min64(N, kdx__max64(1, CONV_COL_BUDGET / (KC * L * es)));
-    bool direct = N == 1 && g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
-    size_t colbytes = direct ? 0 : (size_t)(KC * L * nb * es), resbytes = nb > 1 ? (size_t)(O * L * nb * es) : 0;
-    char *col = colbytes ? kdx__malloc(colbytes) : NULL, *res = resbytes ? kdx__malloc(resbytes) : NULL;
     kdx_tensor *xc = NULL, *wc = NULL, *bc = NULL;
-    kdx_status s = KDX_OK;
-    if ((colbytes && !col) || (resbytes && !res))
-        s = kdx_fail(KDX_ENOMEM, "conv2d: out of memory for the column matrix of x %s and weight %s", kdx__shp(x),
-                     kdx__shp(w));
-    if (s == KDX_OK) s = kdx_contiguous(x, &xc);
+    kdx_status s = kdx_contiguous(x, &xc);
     if (s == KDX_OK) s = kdx_contiguous(w, &wc);
     if (s == KDX_OK && bias) s = kdx_contiguous(bias, &bc);
-    if (s == KDX_OK)
-        conv_forward(kdx__base(xc), kdx__base(wc), bc ? kdx__base(bc) : NULL, &g, N, O, o->groups, nb, x->dtype,
-                     col, res, kdx__base(y));
-    if (col) kdx__free(col, colbytes);
-    if (res) kdx__free(res, resbytes);
+    if (s == KDX_OK) {
+        bool direct = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+        conv_job j = {kdx__base(xc), kdx__base(wc), bc ? kdx__base(bc) : NULL, kdx__base(y), &g, O, o->groups,
+                      direct, x->dtype, false};
+        /* One sample per task when the batch can keep every thread busy. */
+        int64_t per_task = N >= kdx_get_num_threads() ? 1 : N;
+        kdx__parallel_for(N, per_task, conv_range, &j);
+        if (atomic_load(&j.failed))
+            s = kdx_fail(KDX_ENOMEM, "conv2d: out of memory for the column matrix of x %s and weight %s",
+                         kdx__shp(x), kdx__shp(w));
+    }
     KDX_RELEASE(xc, wc, bc);
     if (s != KDX_OK) {
         kdx_tensor_release(y);

@@ -1,5 +1,5 @@
 /* parallel.c — the engine's thread count and its one parallel-loop helper.
-   OpenMP does the work; BLAS gets the same count. */
+   OpenMP's threads are the engine's only pool (blas.c splits GEMMs over them). */
 #include "kdx_internal.h"
 
 #ifdef _OPENMP
@@ -12,8 +12,7 @@ static int core_count;  /* asked once: omp_get_num_procs is a system call */
 void kdx_set_num_threads(int n)
 {
     if (n < 1) n = 1;
-    num_threads = n;
-    kdx__blas_set_threads(n);
+    num_threads = n; /* OpenBLAS stays single-threaded: see blas.c */
 }
 
 int kdx_get_num_threads(void)
@@ -32,6 +31,9 @@ int kdx_get_num_threads(void)
 void kdx__parallel_for(int64_t n, int64_t grain, kdx__range_fn fn, void *ud)
 {
     int nt = kdx_get_num_threads();
+#ifdef _OPENMP
+    if (omp_in_parallel()) nt = 1; /* nested: the enclosing loop already uses the threads */
+#endif
     if (grain < 1) grain = 1;
     if (nt > 1 && n >= 2 * grain) {
         int64_t chunks = n / grain < nt ? n / grain : nt;

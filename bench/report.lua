@@ -1,0 +1,150 @@
+--- report.lua — joins the machine-readable lines of bench.lua, blas_raw and
+-- bench_torch.py into the side-by-side tables that `make bench` prints.
+--
+-- usage: lua5.4 bench/report.lua RESULTS_FILE
+--
+-- Lines are "<kind> <impl> <threads> <key> <value>" (kind = matmul, conv,
+-- add) or "info <who> <key> <value...>". A cell measured in several rounds
+-- keeps its best value (highest GFLOP/s, lowest time): on a shared machine
+-- the best round is the one other processes disturbed least.
+
+local path = arg[1]
+if not path then
+  io.stderr:write("usage: lua5.4 bench/report.lua RESULTS_FILE\n")
+  os.exit(2)
+end
+
+local HIGHER_IS_BETTER = {matmul = true, conv = false, add = false}
+
+local cells, info, threads_seen, keys_seen = {}, {}, {}, {matmul = {}, conv = {}}
+for line in io.lines(path) do
+  local who, key, value = line:match("^info (%S+) (%S+) ?(.*)$")
+  if who then
+    info[who .. "." .. key] = value
+  else
+    local kind, impl, thr, k, v = line:match("^(%S+) (%S+) (%d+) (%S+) (%S+)$")
+    v = tonumber(v)
+    if kind and HIGHER_IS_BETTER[kind] ~= nil and v then
+      local id = table.concat({kind, impl, thr, k}, " ")
+      local old = cells[id]
+      if not old or (HIGHER_IS_BETTER[kind] and v > old) or (not HIGHER_IS_BETTER[kind] and v < old) then
+        cells[id] = v
+      end
+      threads_seen[tonumber(thr)] = true
+      if keys_seen[kind] and not keys_seen[kind][k] then
+        keys_seen[kind][k] = true
+        table.insert(keys_seen[kind], k)
+      end
+    end
+  end
+end
+
+local threads = {}
+for t in pairs(threads_seen) do threads[#threads + 1] = t end
+table.sort(threads)
+table.sort(keys_seen.matmul, function(a, b) return tonumber(a) < tonumber(b) end)
+
+local function get(kind, impl, thr, key) return cells[table.concat({kind, impl, thr, key}, " ")] end
+
+local function fmt(v, f) return v and string.format(f, v) or "n/a" end
+
+local function ratio(a, b) return (a and b and b > 0) and a / b or nil end
+
+local function row(widths, fields)
+  local out = {}
+  for i, f in ipairs(fields) do
+    local w = widths[i]
+    out[i] = w < 0 and string.format("%-" .. -w .. "s", f) or string.format("%" .. w .. "s", f)
+  end
+  print((table.concat(out, "  "):gsub("%s+$", "")))
+end
+
+local function rule(widths)
+  local n = 0
+  for _, w in ipairs(widths) do n = n + math.abs(w) + 2 end
+  print(string.rep("-", n - 2))
+end
+
+-- Header: what ran, on what, under which environment.
+print("kdx benchmark  (" .. (info["run.date"] or "") .. ")")
+print(string.format("  machine   %s, %s cores; load average before/after: %s / %s",
+  info["run.cpu"] or "?", info["run.nproc"] or "?", info["run.load_before"] or "?", info["run.load_after"] or "?"))
+print(string.format("  OpenBLAS  %s (core %s)", info["openblas.config"] or "n/a", info["openblas.corename"] or "?"))
+print(string.format("  PyTorch   %s", info["torch.version"] and (info["torch.version"] .. ", mkldnn "
+  .. (info["torch.mkldnn"] == "1" and "on" or "off")) or ("n/a (" .. (info["torch.unavailable"] or "not run") .. ")")))
+print("  env       " .. (info["run.env"] or "?") .. "  (as found; the same for all three)")
+print("  threads   kdx: kdx.set_num_threads(n); OpenBLAS: OPENBLAS_NUM_THREADS=n;")
+print("            PyTorch: torch.set_num_threads(n) and OPENBLAS_NUM_THREADS=n (its BLAS is the same OpenBLAS)")
+print("  timing    best of 5 batches per cell, best of " .. (info["run.rounds"] or "?")
+  .. " rounds; ~" .. (info["run.seconds"] or "?") .. " s per cell per round")
+local other, wall = (info["run.other_cpu"] or ""):match("^(%d+) (%d+)$")
+if other then
+  print(string.format("  sharing   other processes used %s%% of the machine's CPU during this %s s run", other, wall))
+  if tonumber(other) >= 10 then
+    print("  WARNING   the machine was busy: the 2-thread cells (and the ratios between processes run at")
+    print("            different moments) are unreliable; rerun `make bench` on a quiet machine")
+  end
+end
+print()
+
+-- 1. matmul
+local w1 = {3, 5, 8, 9, 8, 9, 9, 5, 12}
+print("1. matmul float32, C = A @ B, square N, GFLOP/s (higher is better)")
+print("   goal: kdx >= 95% of raw OpenBLAS for N >= 256")
+row(w1, {"thr", "N", "kdx", "OpenBLAS", "PyTorch", "kdx/BLAS", "kdx/torch", "goal", "BLAS+calloc"})
+rule(w1)
+local misses = 0
+for _, t in ipairs(threads) do
+  for _, n in ipairs(keys_seen.matmul) do
+    local k, b, p = get("matmul", "kdx", t, n), get("matmul", "openblas", t, n), get("matmul", "torch", t, n)
+    local rb = ratio(k, b)
+    local goal = "-"
+    if tonumber(n) >= 256 then
+      goal = rb and (rb >= 0.95 and "ok" or "MISS") or "n/a"
+      if goal == "MISS" then misses = misses + 1 end
+    end
+    row(w1, {t, n, fmt(k, "%.1f"), fmt(b, "%.1f"), fmt(p, "%.1f"), fmt(rb and rb * 100, "%.0f%%"),
+      fmt(ratio(k, p) and ratio(k, p) * 100, "%.0f%%"), goal, fmt(get("matmul", "openblas+calloc", t, n), "%.1f")})
+  end
+end
+print("   BLAS+calloc: raw sgemm into a freshly calloc'd C each call (the output cost a tensor library pays)")
+print()
+
+-- 2. conv2d
+local function conv_label(key)
+  local x, w, p = key:match("^(%S-):(%S-):p(%d+)$")
+  if not x then return key, "" end
+  return "x[" .. x:gsub("x", ",") .. "]", "w[" .. w:gsub("x", ",") .. "] pad " .. p
+end
+local w2 = {3, -17, -20, 9, 10, 9, 5}
+print("2. conv2d forward float32 with bias, stride 1, ms per call (lower is better)")
+print("   goal: kdx at least as fast as PyTorch (kdx/torch <= 1.00)")
+row(w2, {"thr", "input", "weight", "kdx ms", "PyTorch ms", "kdx/torch", "goal"})
+rule(w2)
+for _, t in ipairs(threads) do
+  for _, key in ipairs(keys_seen.conv) do
+    local k, p = get("conv", "kdx", t, key), get("conv", "torch", t, key)
+    local r = ratio(k, p)
+    local goal = r and (r <= 1.0 and "ok" or "MISS") or "n/a"
+    if goal == "MISS" then misses = misses + 1 end
+    local xl, wl = conv_label(key)
+    row(w2, {t, xl, wl, fmt(k, "%.3f"), fmt(p, "%.3f"), fmt(r, "%.2f"), goal})
+  end
+end
+print()
+
+-- 3. per-call overhead
+local w3 = {3, 8, 11, 9, 5}
+print("3. per-call overhead: c = a + b on two 4-element float32 tensors, in a loop, ns per call (lower is better)")
+print("   goal: kdx <= 1/3 of PyTorch (kdx/torch <= 0.33)")
+row(w3, {"thr", "kdx ns", "PyTorch ns", "kdx/torch", "goal"})
+rule(w3)
+for _, t in ipairs(threads) do
+  local k, p = get("add", "kdx", t, "4"), get("add", "torch", t, "4")
+  local r = ratio(k, p)
+  local goal = r and (r <= 1 / 3 and "ok" or "MISS") or "n/a"
+  if goal == "MISS" then misses = misses + 1 end
+  row(w3, {t, fmt(k, "%.0f"), fmt(p, "%.0f"), fmt(r, "%.2f"), goal})
+end
+print()
+print(misses == 0 and "all goals met" or string.format("%d cell(s) miss their goal", misses))
