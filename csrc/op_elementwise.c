@@ -92,7 +92,7 @@ typedef struct {
         case KDX_UN_SOFTPLUS: UN_LOOP(T, x * a > b ? x : log1p(exp(a * x)) / a); break;    \
         case KDX_UN_CLAMP: {                                                               \
             const bool has_lo = r->a == r->a, has_hi = r->b == r->b;                       \
-            UN_LOOP(T, (has_lo && x < a) ? a : (has_hi && x > b) ? b : x);                 \
+            UN_LOOP(T, (has_hi && ((has_lo && x < a) ? a : x) > b) ? b : (has_lo && x < a) ? a : x); \
             break;                                                                         \
         }                                                                                  \
         case KDX_UN_POW: UN_LOOP(T, pow(x, a)); break;                                     \
@@ -115,7 +115,7 @@ static void unary_i64(void *ud, int64_t lo, int64_t hi)
     case KDX_UN_ABS: UN_LOOP(int64_t, x < 0 ? (int64_t)(0 - (uint64_t)x) : x); break;
     case KDX_UN_SIGN: UN_LOOP(int64_t, (x > 0) - (x < 0)); break;
     case KDX_UN_RELU: UN_LOOP(int64_t, x < 0 ? 0 : x); break;
-    case KDX_UN_CLAMP: UN_LOOP(int64_t, (has_lo && x < a) ? a : (has_hi && x > b) ? b : x); break;
+    case KDX_UN_CLAMP: UN_LOOP(int64_t, (has_hi && ((has_lo && x < a) ? a : x) > b) ? b : (has_lo && x < a) ? a : x); break;
     case KDX_UN_FILL: UN_LOOP(int64_t, ((void)x, kdx__f2i(r->a))); break;
     default: break; /* other ops never reach int64 (see unop_keeps_int) */
     }
@@ -152,7 +152,7 @@ kdx_status kdx_unary(kdx_unop op, const kdx_tensor *x, double a, double b, kdx_t
     kdx_dtype dt = x->dtype == KDX_DTYPE_I64 && !unop_keeps_int(op) ? KDX_DTYPE_F32 : x->dtype;
     kdx_tensor *xin, *y;
     KDX_TRY(kdx_to(x, dt, &xin));
-    kdx_status s = kdx__new(name, dt, x->ndim, x->shape, &y);
+    kdx_status s = kdx__new_raw(name, dt, x->ndim, x->shape, &y);
     if (s == KDX_OK) {
         unary_apply(op, a, b, y, xin);
         *out = y;
@@ -165,6 +165,8 @@ kdx_status kdx_unary_(kdx_unop op, kdx_tensor *x, double a, double b)
 {
     CHECK_UNOP("unary_", op, x);
     KDX_TRY(kdx__check_writable(unop_names[op], x));
+    if (op == KDX_UN_FILL && x->dtype == KDX_DTYPE_I64 && (a != floor(a) || !(fabs(a) < 9.2e18)))
+        return kdx_fail(KDX_EINVAL, "fill_: value %g is not an int64", a);
     if (x->dtype == KDX_DTYPE_I64 && !unop_keeps_int(op))
         return kdx_fail(KDX_EDTYPE, "%s_: the result is float but the tensor is int64; use the out-of-place form",
                         unop_names[op]);
@@ -299,7 +301,7 @@ static kdx_status binary_in(kdx_binop op, const kdx_tensor *a, const kdx_tensor 
     kdx_tensor *ac = NULL, *bc = NULL, *y = NULL;
     kdx_status s = kdx_to(a, dt, &ac);
     if (s == KDX_OK) s = kdx_to(b, dt, &bc);
-    if (s == KDX_OK) s = kdx__new(name, dt, nd, sh, &y);
+    if (s == KDX_OK) s = kdx__new_raw(name, dt, nd, sh, &y);
     if (s == KDX_OK) {
         binary_apply(op, y, ac, bc);
         *out = y;

@@ -236,7 +236,7 @@ kdx_status kdx_cat(const kdx_tensor *const *ts, int n, int dim, kdx_tensor **out
     for (int i = 0; i < n; i++)
         if (!ts[i]) return kdx_fail(KDX_EINVAL, "cat: tensor %d is NULL", i);
     const kdx_tensor *f = ts[0];
-    if (f->ndim == 0) return kdx_fail(KDX_ESHAPE, "cat: zero-dimensional tensor 0 cannot be concatenated");
+    if (f->ndim == 0) return kdx_fail(KDX_ESHAPE, "cat: 0-d tensors cannot be concatenated (use stack)");
     int d;
     KDX_TRY(kdx__dim("cat", f->ndim, dim, &d));
     int64_t shape[KDX_MAX_DIMS];
@@ -248,8 +248,8 @@ kdx_status kdx_cat(const kdx_tensor *const *ts, int n, int dim, kdx_tensor **out
         bool ok = t->ndim == f->ndim;
         for (int j = 0; ok && j < f->ndim; j++) ok = j == d || t->shape[j] == f->shape[j];
         if (!ok)
-            return kdx_fail(KDX_ESHAPE, "cat: tensor %d has shape %s, which does not match %s outside the cat dim",
-                            i + 1, kdx__shp(t), kdx__shp(f));
+            return kdx_fail(KDX_ESHAPE, "cat: shapes %s and %s do not match outside the cat dim", kdx__shp(f),
+                            kdx__shp(t));
         shape[d] += t->shape[d];
         dt = kdx_dtype_promote(dt, t->dtype);
     }
@@ -284,10 +284,9 @@ kdx_status kdx_stack(const kdx_tensor *const *ts, int n, int dim, kdx_tensor **o
     for (int i = 0; i < n && s == KDX_OK; i++) {
         if (!ts[i]) s = kdx_fail(KDX_EINVAL, "stack: tensor %d is NULL", i);
         else if (!kdx__same_shape(ts[i], ts[0]))
-            s = kdx_fail(KDX_ESHAPE, "stack: tensor %d has shape %s but tensor 0 has %s", i, kdx__shp(ts[i]),
-                         kdx__shp(ts[0]));
+            s = kdx_fail(KDX_ESHAPE, "stack: shapes %s and %s differ", kdx__shp(ts[0]), kdx__shp(ts[i]));
         else if ((s = kdx_unsqueeze(ts[i], dim, &views[i])) == KDX_OK) made++;
-        else s = kdx_fail(s, "stack: dim %d out of range for %d-d tensors", dim, ts[0]->ndim);
+        else s = kdx_fail(s, "stack: dim out of range for %d-d tensors", ts[0]->ndim);
     }
     if (s == KDX_OK) s = kdx_cat((const kdx_tensor *const *)views, n, dim, out);
     for (int i = 0; i < made; i++) kdx_tensor_release(views[i]);

@@ -168,17 +168,19 @@ const char *kdx__shp(const kdx_tensor *t)
 
 /* ---- construction ---- */
 
-kdx_status kdx__new(const char *fname, kdx_dtype dt, int ndim, const int64_t *shape, kdx_tensor **out)
+static kdx_status tensor_new(const char *fname, kdx_dtype dt, int ndim, const int64_t *shape, bool zero,
+                             kdx_tensor **out)
 {
     KDX_TRY(kdx__check_shape(fname, ndim, shape));
     if ((unsigned)dt > KDX_DTYPE_I64) return kdx_fail(KDX_EDTYPE, "%s: unknown dtype %d", fname, (int)dt);
     size_t nbytes = (size_t)kdx__numel(ndim, shape) * kdx_dtype_size(dt);
     size_t head = ROUND16(sizeof(kdx_tensor)) + ROUND16(sizeof(kdx_storage));
-    char *block = kdx__malloc(head + nbytes);
+    char *block = zero ? kdx__malloc(head + nbytes) : kdx__malloc_raw(head + nbytes);
     if (!block) {
         char b[96];
         return kdx_fail(KDX_ENOMEM, "%s: out of memory allocating %s", fname, kdx_shape_str(ndim, shape, b, sizeof b));
     }
+    if (!zero) memset(block, 0, head); /* the headers are always zeroed */
     kdx_tensor *t = (kdx_tensor *)block;
     kdx_storage *s = (kdx_storage *)(block + ROUND16(sizeof(kdx_tensor)));
     atomic_init(&s->refs, 1);
@@ -192,6 +194,16 @@ kdx_status kdx__new(const char *fname, kdx_dtype dt, int ndim, const int64_t *sh
     kdx__contig_strides(ndim, shape, t->stride);
     *out = t;
     return KDX_OK;
+}
+
+kdx_status kdx__new(const char *fname, kdx_dtype dt, int ndim, const int64_t *shape, kdx_tensor **out)
+{
+    return tensor_new(fname, dt, ndim, shape, true, out);
+}
+
+kdx_status kdx__new_raw(const char *fname, kdx_dtype dt, int ndim, const int64_t *shape, kdx_tensor **out)
+{
+    return tensor_new(fname, dt, ndim, shape, false, out);
 }
 
 kdx_status kdx__view_of(const kdx_tensor *t, int ndim, const int64_t *shape, const int64_t *stride,
@@ -271,7 +283,7 @@ static void store(kdx_dtype dt, char *p, double v)
 
 kdx_status kdx_tensor_get(const kdx_tensor *t, const int64_t *idx, double *v)
 {
-    char *p;
+    char *p = NULL;
     KDX_TRY(element("get", t, idx, &p));
     *v = load(t->dtype, p);
     return KDX_OK;
@@ -279,7 +291,7 @@ kdx_status kdx_tensor_get(const kdx_tensor *t, const int64_t *idx, double *v)
 
 kdx_status kdx_tensor_get_i64(const kdx_tensor *t, const int64_t *idx, int64_t *v)
 {
-    char *p;
+    char *p = NULL;
     KDX_TRY(element("get", t, idx, &p));
     *v = t->dtype == KDX_DTYPE_I64 ? *(const int64_t *)p : kdx__f2i(load(t->dtype, p));
     return KDX_OK;
@@ -287,7 +299,7 @@ kdx_status kdx_tensor_get_i64(const kdx_tensor *t, const int64_t *idx, int64_t *
 
 kdx_status kdx_tensor_set(kdx_tensor *t, const int64_t *idx, double v)
 {
-    char *p;
+    char *p = NULL;
     KDX_TRY(element("set", t, idx, &p));
     if (t->dtype == KDX_DTYPE_I64 && !(fabs(v) < 9.3e18))
         return kdx_fail(KDX_EINVAL, "set: value %g does not fit in int64", v);
@@ -297,7 +309,7 @@ kdx_status kdx_tensor_set(kdx_tensor *t, const int64_t *idx, double v)
 
 kdx_status kdx_tensor_set_i64(kdx_tensor *t, const int64_t *idx, int64_t v)
 {
-    char *p;
+    char *p = NULL;
     KDX_TRY(element("set", t, idx, &p));
     if (t->dtype == KDX_DTYPE_I64) *(int64_t *)p = v;
     else store(t->dtype, p, (double)v);
@@ -436,6 +448,7 @@ kdx_status kdx_uniform_(kdx_tensor *t, kdx_generator *g, double lo, double hi)
     KDX_TRY(kdx__arg("uniform_", "tensor", t));
     KDX_TRY(kdx__check_writable("uniform_", t));
     KDX_TRY(need_float("uniform_", t->dtype));
+    if (!(lo <= hi)) return kdx_fail(KDX_EINVAL, "uniform_: low (%g) must not exceed high (%g)", lo, hi);
     fill_random(t, g ? g : kdx_default_generator(), 0, lo, hi);
     return KDX_OK;
 }

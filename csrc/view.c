@@ -18,6 +18,8 @@ static kdx_status infer_shape(const char *fname, const kdx_tensor *t, int ndim, 
         } else if (shape[i] < 0) {
             return kdx_fail(KDX_ESHAPE, "%s: invalid size %lld", fname, (long long)shape[i]);
         } else {
+            if (shape[i] > 0 && known > INT64_MAX / shape[i])
+                return kdx_fail(KDX_ESHAPE, "%s: shape is too large", fname);
             known *= shape[i];
         }
         out[i] = shape[i];
@@ -220,6 +222,7 @@ kdx_status kdx_expand(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_t
                             kdx_shape_str(ndim, shape, b, sizeof b));
         }
     }
+    KDX_TRY(kdx__check_shape("expand", ndim, sh));
     return kdx__view_of(t, ndim, sh, st, t->offset, out);
 }
 
@@ -313,7 +316,7 @@ kdx_status kdx_clone(const kdx_tensor *t, kdx_tensor **out)
 {
     KDX_TRY(kdx__arg("clone", "tensor", t));
     kdx_tensor *c;
-    KDX_TRY(kdx__new("clone", t->dtype, t->ndim, t->shape, &c));
+    KDX_TRY(kdx__new_raw("clone", t->dtype, t->ndim, t->shape, &c));
     copy_converting(c, t);
     *out = c;
     return KDX_OK;
@@ -338,7 +341,7 @@ kdx_status kdx_to(const kdx_tensor *t, kdx_dtype dt, kdx_tensor **out)
         return KDX_OK;
     }
     kdx_tensor *c;
-    KDX_TRY(kdx__new("to", dt, t->ndim, t->shape, &c));
+    KDX_TRY(kdx__new_raw("to", dt, t->ndim, t->shape, &c));
     copy_converting(c, t);
     *out = c;
     return KDX_OK;

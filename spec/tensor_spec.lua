@@ -242,7 +242,7 @@ describe("kdx tensors", function()
         local t <close> = kdx.zeros{2}
         keep = t
       end
-      assert.has_error(function() keep:sum() end, "kdx.sum: argument 1 is a closed tensor")
+      assert.has_error(function() keep:sum() end, "kdx.sum: self is a closed tensor")
     end)
 
     it("does not leak across many operations", function()

@@ -22,6 +22,11 @@ kdx_tensor **kdxL_newbox(lua_State *L);
 extern const char kdxL_tensor_mt_key;
 /* Raises "kdx.<engine message>" if s is not KDX_OK; returns otherwise. */
 void kdxL_check(lua_State *L, kdx_status s);
+/* As kdxL_check, naming fname in place of the engine function (for
+   functions built on another: zeros on full, index_add_ on add_, ...). */
+void kdxL_checkas(lua_State *L, kdx_status s, const char *fname);
+/* 1 if arg is a tensor userdata that was closed. */
+int kdxL_isclosed(lua_State *L, int arg);
 /* The tensor at arg, or a Lua error naming fname and arg. */
 kdx_tensor *kdxL_checktensor(lua_State *L, int arg, const char *fname);
 /* The tensor at arg, or NULL if it is not one. */
@@ -32,8 +37,22 @@ kdx_tensor *kdxL_astensor(lua_State *L, int arg, const char *fname, kdx_dtype dt
 /* Builds a tensor from a nested Lua table or number at arg. */
 kdx_status kdxL_fromtable(lua_State *L, int arg, const char *fname, kdx_dtype dt, kdx_tensor **out);
 
+/* The position of arg as the user counts it (one less in a method call). */
+int kdxL_argno(lua_State *L, int arg);
+/* "argument N" as the user counts it, or "the tensor (self)"; pushed on the stack. */
+const char *kdxL_argstr(lua_State *L, int arg);
+/* A number at arg, else "kdx.<fname>: argument N (<what>) must be a number". */
+lua_Number kdxL_checknum(lua_State *L, int arg, const char *fname, const char *what);
+/* As kdxL_checknum, with def for nil or none. */
+lua_Number kdxL_optnum(lua_State *L, int arg, lua_Number def, const char *fname, const char *what);
+/* An integer (or an integral float) at arg. */
+lua_Integer kdxL_checkint(lua_State *L, int arg, const char *fname, const char *what);
+/* A table at arg. */
+void kdxL_checktable(lua_State *L, int arg, const char *fname, const char *what);
 /* A 1-based (or negative) Lua dim at arg for an ndim-d tensor -> 0-based. */
 int kdxL_checkdim(lua_State *L, int arg, int ndim, const char *fname);
+/* A dim read from entry `entry` of a dims table (its value at stack idx). */
+int kdxL_dimentry(lua_State *L, int idx, int entry, int ndim, const char *fname);
 /* As kdxL_checkdim for the value v (already read). */
 int kdxL_dim(lua_State *L, lua_Integer v, int ndim, const char *fname);
 /* A 1-based (or negative) Lua index into a dim of size n -> 0-based. */

@@ -35,7 +35,7 @@ static void new_generator(lua_State *L)
 
 static int l_manual_seed(lua_State *L)
 {
-    lua_Integer seed = luaL_checkinteger(L, 1);
+    lua_Integer seed = kdxL_checkint(L, 1, "manual_seed", "seed");
     kdx_generator_seed(kdxL_generator(L), (uint64_t)seed);
     return 0;
 }
@@ -55,7 +55,7 @@ static int l_get_rng_state(lua_State *L)
 
 static int l_set_rng_state(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    kdxL_checktable(L, 1, "set_rng_state", "state");
     uint64_t st[6];
     for (int i = 0; i < 6; i++) {
         lua_rawgeti(L, 1, i + 1);
@@ -69,8 +69,8 @@ static int l_set_rng_state(lua_State *L)
 
 static int l_set_num_threads(lua_State *L)
 {
-    lua_Integer n = luaL_checkinteger(L, 1);
-    if (n < 1) return luaL_error(L, "kdx.set_num_threads: n must be >= 1, got %d", (int)n);
+    lua_Integer n = kdxL_checkint(L, 1, "set_num_threads", "n");
+    if (n < 1 || n > 4096) return luaL_error(L, "kdx.set_num_threads: n must be in [1, 4096], got %I", (LUAI_UACINT)n);
     kdx_set_num_threads((int)n);
     return 0;
 }

@@ -10,7 +10,7 @@ static int l_softmax_like(lua_State *L, int log)
 {
     const char *fname = log ? "log_softmax" : "softmax";
     kdx_tensor *x = kdxL_checktensor(L, 1, fname);
-    if (lua_isnoneornil(L, 2)) return luaL_error(L, "kdx.%s: argument 2 (dim) is required", fname);
+    if (lua_isnoneornil(L, 2)) return luaL_error(L, "kdx.%s: %s (dim) is required", fname, kdxL_argstr(L, 2));
     int d = kdxL_checkdim(L, 2, kdx_tensor_ndim(x), fname);
     kdx_tensor **box = kdxL_newbox(L);
     kdxL_check(L, (log ? kdx_log_softmax : kdx_softmax)(x, d, box));
@@ -20,14 +20,20 @@ static int l_softmax_like(lua_State *L, int log)
 static int l_softmax(lua_State *L) { return l_softmax_like(L, 0); }
 static int l_log_softmax(lua_State *L) { return l_softmax_like(L, 1); }
 
-static int opts_at(lua_State *L, int arg) { return lua_istable(L, arg) ? arg : 0; }
+/* The options table at arg (0 when absent); anything else is an error. */
+static int opts_at(lua_State *L, int arg, const char *fname)
+{
+    if (lua_isnoneornil(L, arg)) return 0;
+    kdxL_checktable(L, arg, fname, "options");
+    return arg;
+}
 
 static int l_conv2d(lua_State *L)
 {
     lua_settop(L, 4);
     kdx_tensor *x = kdxL_checktensor(L, 1, "conv2d"), *w = kdxL_checktensor(L, 2, "conv2d");
     kdx_tensor *b = lua_isnoneornil(L, 3) ? NULL : kdxL_checktensor(L, 3, "conv2d");
-    int o = opts_at(L, 4);
+    int o = opts_at(L, 4, "conv2d");
     kdx_conv_opts co = kdx_conv_opts_default();
     kdxL_optfield_pair(L, o, "stride", 1, co.stride, "conv2d");
     kdxL_optfield_pair(L, o, "padding", 0, co.padding, "conv2d");
@@ -52,12 +58,12 @@ static kdx_pool_opts pool_opts(lua_State *L, const char *fname)
             lua_pop(L, 1);
         }
     } else {
-        luaL_error(L, "kdx.%s: argument 2 (kernel size) must be an integer or {kh, kw}, got %s", fname,
+        luaL_error(L, "kdx.%s: %s (kernel size) must be an integer or {kh, kw}, got %s", fname, kdxL_argstr(L, 2),
                    luaL_typename(L, 2));
         k[0] = k[1] = 0;
     }
     kdx_pool_opts po = kdx_pool_opts_default(k[0], k[1]);
-    int o = opts_at(L, 3);
+    int o = opts_at(L, 3, fname);
     kdxL_optfield_pair(L, o, "stride", 0, po.stride, fname);
     if (po.stride[0] == 0 && po.stride[1] == 0) po.stride[0] = k[0], po.stride[1] = k[1];
     kdxL_optfield_pair(L, o, "padding", 0, po.padding, fname);
@@ -122,7 +128,7 @@ static int l_interpolate(lua_State *L)
 {
     lua_settop(L, 2);
     kdx_tensor *x = kdxL_checktensor(L, 1, "interpolate");
-    luaL_checktype(L, 2, LUA_TTABLE);
+    kdxL_checktable(L, 2, "interpolate", "options");
     int nd = kdx_tensor_ndim(x);
     if (nd < 3) return luaL_error(L, "kdx.interpolate: input must be [C,H,W] or [N,C,H,W], got %d dims", nd);
     int64_t hw[2];
@@ -154,7 +160,7 @@ static int l_pad(lua_State *L)
 {
     lua_settop(L, 3);
     kdx_tensor *x = kdxL_checktensor(L, 1, "pad");
-    luaL_checktype(L, 2, LUA_TTABLE);
+    kdxL_checktable(L, 2, "pad", "pads");
     int n = (int)lua_rawlen(L, 2);
     if (n == 0 || n % 2 || n > 2 * KDX_MAX_DIMS)
         return luaL_error(L, "kdx.pad: pads must hold an even number (2 to %d) of integers, got %d", 2 * KDX_MAX_DIMS, n);
@@ -165,7 +171,7 @@ static int l_pad(lua_State *L)
         pads[i] = lua_tointeger(L, -1);
         lua_pop(L, 1);
     }
-    int o = opts_at(L, 3);
+    int o = opts_at(L, 3, "pad");
     const char *mode = kdxL_optfield_str(L, o, "mode", "constant", "pad");
     double value = kdxL_optfield_num(L, o, "value", 0, "pad");
     kdx_pad_mode m;
@@ -183,7 +189,7 @@ static int l_dropout(lua_State *L)
 {
     lua_settop(L, 3);
     kdx_tensor *x = kdxL_checktensor(L, 1, "dropout");
-    double p = luaL_optnumber(L, 2, 0.5);
+    double p = kdxL_optnum(L, 2, 0.5, "dropout", "p");
     int training = lua_isnoneornil(L, 3) ? 1 : lua_toboolean(L, 3);
     if (!(p >= 0 && p <= 1)) return luaL_error(L, "kdx.dropout: p must be in [0, 1], got %f", p);
     if (!training) {
@@ -208,7 +214,8 @@ static int l_batch_norm(lua_State *L)
     kdx_tensor *rm = opt_tensor(L, 2, "batch_norm"), *rv = opt_tensor(L, 3, "batch_norm");
     kdx_tensor *w = opt_tensor(L, 4, "batch_norm"), *b = opt_tensor(L, 5, "batch_norm");
     int training = lua_toboolean(L, 6);
-    double momentum = luaL_optnumber(L, 7, 0.1), eps = luaL_optnumber(L, 8, 1e-5);
+    double momentum = kdxL_optnum(L, 7, 0.1, "batch_norm", "momentum");
+    double eps = kdxL_optnum(L, 8, 1e-5, "batch_norm", "eps");
     kdx_tensor **box = kdxL_newbox(L);
     kdxL_check(L, kdx_batch_norm(x, rm, rv, w, b, training, momentum, eps, box, NULL, NULL));
     return 1;
@@ -233,7 +240,7 @@ static int l_layer_norm(lua_State *L)
                               kdx_shape_str(n, shape, b1, sizeof b1));
         }
     kdx_tensor *w = opt_tensor(L, 3, "layer_norm"), *b = opt_tensor(L, 4, "layer_norm");
-    double eps = luaL_optnumber(L, 5, 1e-5);
+    double eps = kdxL_optnum(L, 5, 1e-5, "layer_norm", "eps");
     kdx_tensor **box = kdxL_newbox(L);
     kdxL_check(L, kdx_layer_norm(x, n, w, b, eps, box));
     return 1;

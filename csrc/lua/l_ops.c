@@ -38,15 +38,15 @@ static int binary(lua_State *L, kdx_binop op, const char *fname, int inplace)
     int na = lua_type(L, 1) == LUA_TNUMBER, nb = lua_type(L, 2) == LUA_TNUMBER;
     if (inplace) {
         a = kdxL_checktensor(L, 1, fname);
-        if (nb) kdxL_check(L, kdx_binary_scalar_(op, a, lua_tonumber(L, 2)));
-        else kdxL_check(L, kdx_binary_(op, a, kdxL_astensor(L, 2, fname, kdx_tensor_dtype(a))));
+        if (nb) kdxL_checkas(L, kdx_binary_scalar_(op, a, lua_tonumber(L, 2)), fname);
+        else kdxL_checkas(L, kdx_binary_(op, a, kdxL_astensor(L, 2, fname, kdx_tensor_dtype(a))), fname);
         lua_settop(L, 1);
         return 1;
     }
     if (na && nb) return luaL_error(L, "kdx.%s: at least one operand must be a tensor, got two numbers", fname);
     /* Tables become tensors (of the other operand's dtype) before the result box. */
     if (!a && !na) a = kdxL_astensor(L, 1, fname, b ? kdx_tensor_dtype(b) : KDX_DTYPE_F32);
-    if (!b && !nb) b = kdxL_astensor(L, 2, fname, kdx_tensor_dtype(a));
+    if (!b && !nb) b = kdxL_astensor(L, 2, fname, a ? kdx_tensor_dtype(a) : KDX_DTYPE_F32);
     kdx_tensor **box = kdxL_newbox(L);
     if (nb) kdxL_check(L, kdx_binary_scalar(op, a, lua_tonumber(L, 2), 0, box));
     else if (na) kdxL_check(L, kdx_binary_scalar(op, b, lua_tonumber(L, 1), 1, box));
@@ -64,26 +64,28 @@ static void unop_params(lua_State *L, kdx_unop op, const char *fname, double *a,
 {
     *a = *b = 0;
     switch (op) {
-    case KDX_UN_LEAKY_RELU: *a = luaL_optnumber(L, 2, 0.01); break;
-    case KDX_UN_ELU: *a = luaL_optnumber(L, 2, 1.0); break;
+    case KDX_UN_LEAKY_RELU: *a = kdxL_optnum(L, 2, 0.01, fname, "negative_slope"); break;
+    case KDX_UN_ELU: *a = kdxL_optnum(L, 2, 1.0, fname, "alpha"); break;
     case KDX_UN_SOFTPLUS:
-        *a = luaL_optnumber(L, 2, 1.0);
-        *b = luaL_optnumber(L, 3, 20.0);
+        *a = kdxL_optnum(L, 2, 1.0, fname, "beta");
+        *b = kdxL_optnum(L, 3, 20.0, fname, "threshold");
         if (*a == 0) luaL_error(L, "kdx.%s: beta must be nonzero", fname);
         break;
     case KDX_UN_GELU: {
-        const char *how = luaL_optstring(L, 2, "none");
+        if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TSTRING)
+            luaL_error(L, "kdx.%s: approximate must be \"none\" or \"tanh\", got %s", fname, luaL_typename(L, 2));
+        const char *how = lua_isnoneornil(L, 2) ? "none" : lua_tostring(L, 2);
         if (strcmp(how, "none") == 0) *a = 0;
         else if (strcmp(how, "tanh") == 0) *a = 1;
         else luaL_error(L, "kdx.%s: approximate must be \"none\" or \"tanh\", got \"%s\"", fname, how);
         break;
     }
     case KDX_UN_CLAMP:
-        *a = lua_isnoneornil(L, 2) ? NAN : luaL_checknumber(L, 2);
-        *b = lua_isnoneornil(L, 3) ? NAN : luaL_checknumber(L, 3);
+        *a = kdxL_optnum(L, 2, NAN, fname, "min");
+        *b = kdxL_optnum(L, 3, NAN, fname, "max");
         if (isnan(*a) && isnan(*b)) luaL_error(L, "kdx.%s: give at least one of min and max", fname);
         break;
-    case KDX_UN_FILL: *a = luaL_checknumber(L, 2); break;
+    case KDX_UN_FILL: *a = kdxL_checknum(L, 2, fname, "value"); break;
     default: break;
     }
 }
@@ -136,7 +138,7 @@ static int l_masked_fill(lua_State *L)
     lua_settop(L, 3); /* fixed argument slots: values pushed later sit above them */
     kdx_tensor *x = kdxL_checktensor(L, 1, "masked_fill");
     kdx_tensor *m = kdxL_checktensor(L, 2, "masked_fill");
-    double v = luaL_checknumber(L, 3);
+    double v = kdxL_checknum(L, 3, "masked_fill", "value");
     kdx_tensor **box = kdxL_newbox(L);
     kdxL_check(L, kdx_masked_fill(x, m, v, box));
     return 1;
@@ -169,7 +171,7 @@ static int l_norm(lua_State *L)
         else if (strcmp(s, "inf") == 0) p = INFINITY;
         else return luaL_error(L, "kdx.norm: p must be 1, 2, math.huge, \"fro\" or \"inf\", got \"%s\"", s);
     } else {
-        p = luaL_optnumber(L, 2, 2);
+        p = kdxL_optnum(L, 2, 2, "norm", "p");
     }
     kdx_redop op;
     if (p == 1) op = KDX_RED_NORM1;
@@ -214,7 +216,7 @@ static int l_max_min(lua_State *L)
     kdx_tensor *x = kdxL_checktensor(L, 1, fname);
     if (lua_isnoneornil(L, 2)) {
         kdx_tensor **box = kdxL_newbox(L);
-        kdxL_check(L, kdx_reduce(want_max ? KDX_RED_AMAX : KDX_RED_AMIN, x, NULL, 0, 0, box));
+        kdxL_checkas(L, kdx_reduce(want_max ? KDX_RED_AMAX : KDX_RED_AMIN, x, NULL, 0, 0, box), fname);
         return 1;
     }
     int d = kdxL_checkdim(L, 2, kdx_tensor_ndim(x), fname);
@@ -254,7 +256,7 @@ static int l_matmul(lua_State *L)
 {
     kdx_tensor *a = kdxL_checktensor(L, 1, "matmul"), *b = kdxL_checktensor(L, 2, "matmul");
     kdx_tensor **box = kdxL_newbox(L);
-    kdxL_check(L, kdx_matmul(a, b, box));
+    kdxL_checkas(L, kdx_matmul(a, b, box), "matmul");
     return 1;
 }
 
@@ -279,8 +281,10 @@ static int l_addmm(lua_State *L)
     lua_settop(L, 4); /* fixed argument slots: values pushed later sit above them */
     kdx_tensor *c = kdxL_checktensor(L, 1, "addmm"), *a = kdxL_checktensor(L, 2, "addmm");
     kdx_tensor *b = kdxL_checktensor(L, 3, "addmm");
-    double beta = kdxL_optfield_num(L, lua_istable(L, 4) ? 4 : 0, "beta", 1, "addmm");
-    double alpha = kdxL_optfield_num(L, lua_istable(L, 4) ? 4 : 0, "alpha", 1, "addmm");
+    int o = lua_isnoneornil(L, 4) ? 0 : 4;
+    if (o) kdxL_checktable(L, 4, "addmm", "options");
+    double beta = kdxL_optfield_num(L, o, "beta", 1, "addmm");
+    double alpha = kdxL_optfield_num(L, o, "alpha", 1, "addmm");
     kdx_tensor **box = kdxL_newbox(L);
     kdxL_check(L, kdx_addmm(c, a, b, beta, alpha, box));
     return 1;
@@ -324,7 +328,7 @@ static int l_scatter(lua_State *L)
     kdx_tensor *idx = kdxL_checkindices(L, 3, nd ? kdx_tensor_shape(x)[d] : 1, fname);
     kdx_tensor *src = kdxL_totensor(L, 4);
     if (!src) {
-        double v = luaL_checknumber(L, 4);
+        double v = kdxL_checknum(L, 4, fname, "source");
         kdx_tensor **sb = kdxL_newbox(L);
         kdxL_check(L, kdx_full(kdx_tensor_dtype(x), kdx_tensor_ndim(idx), kdx_tensor_shape(idx), v, sb));
         src = *sb;
@@ -342,7 +346,7 @@ static int l_index_add_(lua_State *L)
     int d = kdxL_checkdim(L, 2, kdx_tensor_ndim(x), "index_add_");
     kdx_tensor *idx = kdxL_checkindices(L, 3, kdx_tensor_shape(x)[d], "index_add_");
     kdx_tensor *src = kdxL_checktensor(L, 4, "index_add_");
-    kdxL_check(L, kdx_index_add_(x, d, idx, src, luaL_optnumber(L, 5, 1)));
+    kdxL_checkas(L, kdx_index_add_(x, d, idx, src, kdxL_optnum(L, 5, 1, "index_add_", "alpha")), "index_add_");
     lua_settop(L, 1);
     return 1;
 }
@@ -365,7 +369,7 @@ static int l_one_hot(lua_State *L)
         kdxL_check(L, kdx_tensor_get_i64(*mb, zero, &m));
         n = m;
     } else {
-        n = luaL_checkinteger(L, 2);
+        n = kdxL_checkint(L, 2, "one_hot", "num_classes");
     }
     if (n <= 0) return luaL_error(L, "kdx.one_hot: the number of classes must be positive, got %d", (int)n);
     kdx_tensor **ib = kdxL_newbox(L);
@@ -381,13 +385,14 @@ static int l_one_hot(lua_State *L)
 /* The tensors of the list at arg, in a userdata-backed array on the stack. */
 static const kdx_tensor **check_list(lua_State *L, int arg, const char *fname, int *n)
 {
-    luaL_checktype(L, arg, LUA_TTABLE);
+    kdxL_checktable(L, arg, fname, "tensors");
     *n = (int)lua_rawlen(L, arg);
     if (*n == 0) luaL_error(L, "kdx.%s: the list of tensors is empty", fname);
     const kdx_tensor **ts = lua_newuserdatauv(L, (size_t)*n * sizeof *ts, 0);
     for (int i = 0; i < *n; i++) {
         lua_rawgeti(L, arg, i + 1);
         kdx_tensor *t = kdxL_totensor(L, -1);
+        if (!t && kdxL_isclosed(L, -1)) luaL_error(L, "kdx.%s: list entry %d is a closed tensor", fname, i + 1);
         if (!t) luaL_error(L, "kdx.%s: list entry %d is a %s, not a tensor", fname, i + 1, luaL_typename(L, -1));
         ts[i] = t;
         lua_pop(L, 1); /* still referenced by the list */
@@ -416,8 +421,8 @@ static int l_split_chunk(lua_State *L)
     int chunk = OP_UPVALUE(L);
     const char *fname = NAME_UPVALUE(L);
     kdx_tensor *t = kdxL_checktensor(L, 1, fname);
-    lua_Integer k = luaL_checkinteger(L, 2);
-    if (k <= 0) return luaL_error(L, "kdx.%s: argument 2 must be positive, got %d", fname, (int)k);
+    lua_Integer k = kdxL_checkint(L, 2, fname, chunk ? "chunks" : "split_size");
+    if (k <= 0) return luaL_error(L, "kdx.%s: %s must be positive, got %I", fname, kdxL_argstr(L, 2), (LUAI_UACINT)k);
     if (kdx_tensor_ndim(t) == 0) return luaL_error(L, "kdx.%s: cannot split a 0-d tensor", fname);
     int d = lua_isnoneornil(L, 3) ? 0 : kdxL_checkdim(L, 3, kdx_tensor_ndim(t), fname);
     if (k > (1 << 30)) k = 1 << 30;

@@ -49,9 +49,9 @@ static int make_filled(lua_State *L, const char *fname, double value)
     for (int i = 0; i < nd; i++)
         if (shape[i] < 0) return luaL_error(L, "kdx.%s: size %d is negative", fname, (int)shape[i]);
     kdx_tensor **box = kdxL_newbox(L);
-    if (strcmp(fname, "rand") == 0) kdxL_check(L, kdx_rand(kdxL_generator(L), dt, nd, shape, box));
-    else if (strcmp(fname, "randn") == 0) kdxL_check(L, kdx_randn(kdxL_generator(L), dt, nd, shape, box));
-    else kdxL_check(L, kdx_full(dt, nd, shape, value, box));
+    if (strcmp(fname, "rand") == 0) kdxL_checkas(L, kdx_rand(kdxL_generator(L), dt, nd, shape, box), fname);
+    else if (strcmp(fname, "randn") == 0) kdxL_checkas(L, kdx_randn(kdxL_generator(L), dt, nd, shape, box), fname);
+    else kdxL_checkas(L, kdx_full(dt, nd, shape, value, box), fname);
     return 1;
 }
 
@@ -66,7 +66,7 @@ static int l_full(lua_State *L)
     int64_t shape[KDX_MAX_DIMS];
     if (lua_type(L, 1) != LUA_TTABLE) return luaL_error(L, "kdx.full: argument 1 (shape) must be a table");
     int nd = kdxL_checkshape(L, 1, shape, "full");
-    double v = luaL_checknumber(L, 2);
+    double v = kdxL_checknum(L, 2, "full", "value");
     kdx_dtype dt = kdxL_optdtype(L, 3, KDX_DTYPE_F32, "full");
     kdx_tensor **box = kdxL_newbox(L);
     kdxL_check(L, kdx_full(dt, nd, shape, v, box));
@@ -78,14 +78,14 @@ static int make_like(lua_State *L, const char *fname, int kind)
 {
     kdx_tensor *t = kdxL_checktensor(L, 1, fname);
     int dt_arg = kind == 2 ? 3 : 2;
-    double v = kind == 2 ? luaL_checknumber(L, 2) : kind;
+    double v = kind == 2 ? kdxL_checknum(L, 2, fname, "value") : kind;
     kdx_dtype dt = kdxL_optdtype(L, dt_arg, kdx_tensor_dtype(t), fname);
     int nd = kdx_tensor_ndim(t);
     const int64_t *shape = kdx_tensor_shape(t);
     kdx_tensor **box = kdxL_newbox(L);
-    if (kind == 3) kdxL_check(L, kdx_rand(kdxL_generator(L), dt, nd, shape, box));
-    else if (kind == 4) kdxL_check(L, kdx_randn(kdxL_generator(L), dt, nd, shape, box));
-    else kdxL_check(L, kdx_full(dt, nd, shape, v, box));
+    if (kind == 3) kdxL_checkas(L, kdx_rand(kdxL_generator(L), dt, nd, shape, box), fname);
+    else if (kind == 4) kdxL_checkas(L, kdx_randn(kdxL_generator(L), dt, nd, shape, box), fname);
+    else kdxL_checkas(L, kdx_full(dt, nd, shape, v, box), fname);
     return 1;
 }
 
@@ -115,8 +115,8 @@ static int l_arange(lua_State *L)
 
 static int l_linspace(lua_State *L)
 {
-    double a = luaL_checknumber(L, 1), b = luaL_checknumber(L, 2);
-    lua_Integer n = luaL_checkinteger(L, 3);
+    double a = kdxL_checknum(L, 1, "linspace", "start"), b = kdxL_checknum(L, 2, "linspace", "end");
+    lua_Integer n = kdxL_checkint(L, 3, "linspace", "steps");
     kdx_dtype dt = kdxL_optdtype(L, 4, KDX_DTYPE_F32, "linspace");
     kdx_tensor **box = kdxL_newbox(L);
     kdxL_check(L, kdx_linspace(a, b, n, dt, box));
@@ -125,9 +125,9 @@ static int l_linspace(lua_State *L)
 
 static int l_eye(lua_State *L)
 {
-    lua_Integer n = luaL_checkinteger(L, 1);
+    lua_Integer n = kdxL_checkint(L, 1, "eye", "n");
     int has_m = lua_type(L, 2) == LUA_TNUMBER;
-    lua_Integer m = has_m ? luaL_checkinteger(L, 2) : n;
+    lua_Integer m = has_m ? kdxL_checkint(L, 2, "eye", "m") : n;
     kdx_dtype dt = kdxL_optdtype(L, has_m ? 3 : 2, KDX_DTYPE_F32, "eye");
     if (n < 0 || m < 0) return luaL_error(L, "kdx.eye: sizes must be non-negative");
     kdx_tensor **box = kdxL_newbox(L);
@@ -137,7 +137,7 @@ static int l_eye(lua_State *L)
 
 static int l_randint(lua_State *L)
 {
-    lua_Integer lo = luaL_checkinteger(L, 1), hi = luaL_checkinteger(L, 2);
+    lua_Integer lo = kdxL_checkint(L, 1, "randint", "low"), hi = kdxL_checkint(L, 2, "randint", "high");
     int64_t shape[KDX_MAX_DIMS];
     if (lua_type(L, 3) != LUA_TTABLE) return luaL_error(L, "kdx.randint: argument 3 (shape) must be a table");
     int nd = kdxL_checkshape(L, 3, shape, "randint");
@@ -149,7 +149,7 @@ static int l_randint(lua_State *L)
 
 static int l_randperm(lua_State *L)
 {
-    lua_Integer n = luaL_checkinteger(L, 1);
+    lua_Integer n = kdxL_checkint(L, 1, "randperm", "n");
     kdx_tensor **box = kdxL_newbox(L);
     kdxL_check(L, kdx_randperm(kdxL_generator(L), n, box));
     /* Permuted indices are 1-based in Lua. */
@@ -160,7 +160,8 @@ static int l_randperm(lua_State *L)
 static int l_uniform_(lua_State *L)
 {
     kdx_tensor *t = kdxL_checktensor(L, 1, "uniform_");
-    kdxL_check(L, kdx_uniform_(t, kdxL_generator(L), luaL_optnumber(L, 2, 0), luaL_optnumber(L, 3, 1)));
+    kdxL_check(L, kdx_uniform_(t, kdxL_generator(L), kdxL_optnum(L, 2, 0, "uniform_", "low"),
+                                   kdxL_optnum(L, 3, 1, "uniform_", "high")));
     lua_settop(L, 1);
     return 1;
 }
@@ -168,7 +169,8 @@ static int l_uniform_(lua_State *L)
 static int l_normal_(lua_State *L)
 {
     kdx_tensor *t = kdxL_checktensor(L, 1, "normal_");
-    kdxL_check(L, kdx_normal_(t, kdxL_generator(L), luaL_optnumber(L, 2, 0), luaL_optnumber(L, 3, 1)));
+    kdxL_check(L, kdx_normal_(t, kdxL_generator(L), kdxL_optnum(L, 2, 0, "normal_", "mean"),
+                                  kdxL_optnum(L, 3, 1, "normal_", "std")));
     lua_settop(L, 1);
     return 1;
 }
@@ -192,6 +194,7 @@ static int l_stride(lua_State *L)
     kdx_tensor *t = kdxL_checktensor(L, 1, "stride");
     int nd = kdx_tensor_ndim(t);
     if (!lua_isnoneornil(L, 2)) {
+        if (nd == 0) return luaL_error(L, "kdx.stride: a 0-d tensor has no dims");
         lua_pushinteger(L, kdx_tensor_strides(t)[kdxL_checkdim(L, 2, nd, "stride")]);
         return 1;
     }
@@ -383,7 +386,7 @@ static int l_permute(lua_State *L)
         if (n != nd) return luaL_error(L, "kdx.permute: %d dims given for a %d-d tensor", n, nd);
         for (int i = 0; i < n; i++) {
             lua_rawgeti(L, 2, i + 1);
-            dims[i] = kdxL_checkdim(L, lua_gettop(L), nd, "permute");
+            dims[i] = kdxL_dimentry(L, -1, i + 1, nd, "permute");
             lua_pop(L, 1);
         }
     } else {
@@ -406,14 +409,15 @@ static int l_narrow(lua_State *L)
     if (nd == 0) return luaL_error(L, "kdx.narrow: cannot narrow a 0-d tensor");
     int d = kdxL_checkdim(L, 2, nd, "narrow");
     int64_t size = kdx_tensor_shape(t)[d];
-    lua_Integer start = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
+    lua_Integer start = kdxL_checkint(L, 3, "narrow", "start"), len = kdxL_checkint(L, 4, "narrow", "length");
     /* start may be size+1 for an empty narrow at the end */
     if (start == 0 || start > size + 1 || start < -size)
-        return luaL_error(L, "kdx.narrow: start %d out of range for dim %d of size %d", (int)start, d + 1, (int)size);
+        return luaL_error(L, "kdx.narrow: start %I out of range for dim %d of size %I", (LUAI_UACINT)start, d + 1,
+                          (LUAI_UACINT)size);
     int64_t s0 = start > 0 ? start - 1 : start + size;
-    if (len < 0 || s0 + len > size)
-        return luaL_error(L, "kdx.narrow: start %d with length %d runs past dim %d of size %d", (int)start, (int)len,
-                          d + 1, (int)size);
+    if (len < 0 || len > size - s0) /* written so that it cannot overflow */
+        return luaL_error(L, "kdx.narrow: start %I with length %I runs past dim %d of size %I", (LUAI_UACINT)start,
+                          (LUAI_UACINT)len, d + 1, (LUAI_UACINT)size);
     kdx_tensor **box = kdxL_newbox(L);
     kdxL_check(L, kdx_narrow(t, d, s0, len, box));
     return 1;
@@ -435,7 +439,7 @@ static int l_squeeze(lua_State *L)
 {
     kdx_tensor *t = kdxL_checktensor(L, 1, "squeeze");
     int all = lua_isnoneornil(L, 2);
-    int d = all || kdx_tensor_ndim(t) == 0 ? 0 : kdxL_checkdim(L, 2, kdx_tensor_ndim(t), "squeeze");
+    int d = all ? 0 : kdxL_checkdim(L, 2, kdx_tensor_ndim(t), "squeeze"); /* a 0-d tensor takes dim 1 or -1 */
     kdx_tensor **box = kdxL_newbox(L);
     kdxL_check(L, kdx_squeeze(t, d, all, box));
     return 1;
@@ -465,7 +469,7 @@ static int l_expand_as(lua_State *L)
 {
     kdx_tensor *t = kdxL_checktensor(L, 1, "expand_as"), *o = kdxL_checktensor(L, 2, "expand_as");
     kdx_tensor **box = kdxL_newbox(L);
-    kdxL_check(L, kdx_expand(t, kdx_tensor_ndim(o), kdx_tensor_shape(o), box));
+    kdxL_checkas(L, kdx_expand(t, kdx_tensor_ndim(o), kdx_tensor_shape(o), box), "expand_as");
     return 1;
 }
 
@@ -529,7 +533,7 @@ static int l_long(lua_State *L) { return convert(L, "long", KDX_DTYPE_I64); }
 static int l_to(lua_State *L)
 {
     kdxL_checktensor(L, 1, "to");
-    if (lua_isnoneornil(L, 2)) return luaL_error(L, "kdx.to: argument 2 (dtype) is missing");
+    if (lua_isnoneornil(L, 2)) return luaL_error(L, "kdx.to: %s (dtype) is missing", kdxL_argstr(L, 2));
     return convert(L, "to", kdxL_optdtype(L, 2, KDX_DTYPE_F32, "to"));
 }
 

@@ -23,11 +23,6 @@ kdx_tensor **kdxL_newbox(lua_State *L)
     return box;
 }
 
-void kdxL_check(lua_State *L, kdx_status s)
-{
-    if (s != KDX_OK) luaL_error(L, "kdx.%s", kdx_last_error());
-}
-
 /* The box at arg if it is a tensor userdata, else NULL. */
 static kdx_tensor **testbox(lua_State *L, int arg)
 {
@@ -37,6 +32,24 @@ static kdx_tensor **testbox(lua_State *L, int arg)
     int same = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
     return same ? box : NULL;
+}
+
+void kdxL_check(lua_State *L, kdx_status s)
+{
+    if (s != KDX_OK) luaL_error(L, "kdx.%s", kdx_last_error());
+}
+
+void kdxL_checkas(lua_State *L, kdx_status s, const char *fname)
+{
+    if (s == KDX_OK) return;
+    const char *msg = kdx_last_error(), *colon = strstr(msg, ": ");
+    luaL_error(L, "kdx.%s: %s", fname, colon ? colon + 2 : msg);
+}
+
+int kdxL_isclosed(lua_State *L, int arg)
+{
+    kdx_tensor **box = testbox(L, arg);
+    return box && !*box;
 }
 
 kdx_tensor *kdxL_totensor(lua_State *L, int arg)
@@ -49,23 +62,73 @@ kdx_tensor *kdxL_checktensor(lua_State *L, int arg, const char *fname)
 {
     kdx_tensor **box = testbox(L, arg);
     if (!box) {
-        luaL_error(L, "kdx.%s: argument %d must be a tensor, got %s", fname, arg, luaL_typename(L, arg));
+        luaL_error(L, "kdx.%s: %s must be a tensor, got %s", fname, kdxL_argstr(L, arg), luaL_typename(L, arg));
         return NULL;
     }
-    if (!*box) luaL_error(L, "kdx.%s: argument %d is a closed tensor", fname, arg);
+    if (!*box) luaL_error(L, "kdx.%s: %s is a closed tensor", fname, kdxL_argstr(L, arg));
     return *box;
 }
 
 kdx_tensor *kdxL_astensor(lua_State *L, int arg, const char *fname, kdx_dtype dt)
 {
-    kdx_tensor *t = kdxL_totensor(L, arg);
-    if (t) return t;
+    kdx_tensor **tb = testbox(L, arg);
+    if (tb) return kdxL_checktensor(L, arg, fname); /* a tensor, or the closed-tensor error */
     if (lua_type(L, arg) != LUA_TNUMBER && lua_type(L, arg) != LUA_TTABLE)
-        luaL_error(L, "kdx.%s: argument %d must be a tensor, a number or a table, got %s", fname, arg,
+        luaL_error(L, "kdx.%s: %s must be a tensor, a number or a table, got %s", fname, kdxL_argstr(L, arg),
                    luaL_typename(L, arg));
     kdx_tensor **box = kdxL_newbox(L);
     kdxL_check(L, kdxL_fromtable(L, arg, fname, dt, box));
     return *box;
+}
+
+/* ---- plain arguments ---- */
+
+int kdxL_argno(lua_State *L, int arg)
+{
+    /* In t:f(a) the user counts a as argument 1, as luaL_argerror does. */
+    lua_Debug ar;
+    if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.namewhat && strcmp(ar.namewhat, "method") == 0)
+        return arg - 1;
+    return arg;
+}
+
+const char *kdxL_argstr(lua_State *L, int arg)
+{
+    int n = kdxL_argno(L, arg);
+    if (n == 0) return lua_pushstring(L, "self");
+    return lua_pushfstring(L, "argument %d", n);
+}
+
+lua_Number kdxL_checknum(lua_State *L, int arg, const char *fname, const char *what)
+{
+    if (lua_type(L, arg) != LUA_TNUMBER)
+        luaL_error(L, "kdx.%s: %s (%s) must be a number, got %s", fname, kdxL_argstr(L, arg), what,
+                   luaL_typename(L, arg));
+    return lua_tonumber(L, arg);
+}
+
+lua_Number kdxL_optnum(lua_State *L, int arg, lua_Number def, const char *fname, const char *what)
+{
+    return lua_isnoneornil(L, arg) ? def : kdxL_checknum(L, arg, fname, what);
+}
+
+lua_Integer kdxL_checkint(lua_State *L, int arg, const char *fname, const char *what)
+{
+    if (!lua_isinteger(L, arg)) {
+        /* 3.0 counts as an integer, as it does for Lua's own functions */
+        lua_Number v = lua_tonumber(L, arg);
+        if (lua_type(L, arg) == LUA_TNUMBER && v == floor(v) && fabs(v) < 9.2e18) return (lua_Integer)v;
+        luaL_error(L, "kdx.%s: %s (%s) must be an integer, got %s", fname, kdxL_argstr(L, arg), what,
+                   lua_type(L, arg) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, arg));
+    }
+    return lua_tointeger(L, arg);
+}
+
+void kdxL_checktable(lua_State *L, int arg, const char *fname, const char *what)
+{
+    if (lua_type(L, arg) != LUA_TTABLE)
+        luaL_error(L, "kdx.%s: %s (%s) must be a table, got %s", fname, kdxL_argstr(L, arg), what,
+                   luaL_typename(L, arg));
 }
 
 /* ---- nested tables ---- */
@@ -183,14 +246,22 @@ int kdxL_dim(lua_State *L, lua_Integer v, int ndim, const char *fname)
 {
     int n = ndim > 0 ? ndim : 1;
     if (v == 0) luaL_error(L, "kdx.%s: dim 0 is invalid (dims are 1-based; -1 is the last)", fname);
-    if (v > n || v < -n) luaL_error(L, "kdx.%s: dim %d out of range for a %d-d tensor", fname, (int)v, ndim);
+    if (v > n || v < -n) luaL_error(L, "kdx.%s: dim %I out of range for a %d-d tensor", fname, (LUAI_UACINT)v, ndim);
     return v > 0 ? (int)v - 1 : (int)v + n;
+}
+
+int kdxL_dimentry(lua_State *L, int idx, int entry, int ndim, const char *fname)
+{
+    if (!lua_isinteger(L, idx))
+        luaL_error(L, "kdx.%s: entry %d of the dims must be an integer, got %s", fname, entry,
+                   lua_type(L, idx) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, idx));
+    return kdxL_dim(L, lua_tointeger(L, idx), ndim, fname);
 }
 
 int kdxL_checkdim(lua_State *L, int arg, int ndim, const char *fname)
 {
     if (!lua_isinteger(L, arg))
-        luaL_error(L, "kdx.%s: argument %d (dim) must be an integer, got %s", fname, arg,
+        luaL_error(L, "kdx.%s: %s (dim) must be an integer, got %s", fname, kdxL_argstr(L, arg),
                    lua_isnumber(L, arg) ? "a fraction" : luaL_typename(L, arg));
     return kdxL_dim(L, lua_tointeger(L, arg), ndim, fname);
 }
@@ -198,12 +269,12 @@ int kdxL_checkdim(lua_State *L, int arg, int ndim, const char *fname)
 int64_t kdxL_checkindex(lua_State *L, int arg, int64_t n, const char *fname)
 {
     if (!lua_isinteger(L, arg))
-        luaL_error(L, "kdx.%s: argument %d (index) must be an integer, got %s", fname, arg,
+        luaL_error(L, "kdx.%s: %s (index) must be an integer, got %s", fname, kdxL_argstr(L, arg),
                    lua_isnumber(L, arg) ? "a fraction" : luaL_typename(L, arg));
     lua_Integer v = lua_tointeger(L, arg);
     if (v == 0 || v > n || v < -n) {
         if (v == 0) luaL_error(L, "kdx.%s: index 0 is invalid (indices are 1-based)", fname);
-        luaL_error(L, "kdx.%s: index %d out of range for a dim of size %d", fname, (int)v, (int)n);
+        luaL_error(L, "kdx.%s: index %I out of range for a dim of size %I", fname, (LUAI_UACINT)v, (LUAI_UACINT)n);
     }
     return v > 0 ? v - 1 : v + n;
 }
@@ -236,7 +307,8 @@ int kdxL_checkshape(lua_State *L, int arg, int64_t *shape, const char *fname)
         shape[n++] = checksize(L, i, fname, 1);
     }
     if (n == 0 && !lua_isnoneornil(L, arg))
-        luaL_error(L, "kdx.%s: argument %d (shape) must be a table of sizes, got %s", fname, arg, luaL_typename(L, arg));
+        luaL_error(L, "kdx.%s: %s (shape) must be a table of sizes, got %s", fname, kdxL_argstr(L, arg),
+                   luaL_typename(L, arg));
     return n;
 }
 
@@ -244,7 +316,7 @@ kdx_dtype kdxL_optdtype(lua_State *L, int arg, kdx_dtype def, const char *fname)
 {
     if (lua_isnoneornil(L, arg)) return def;
     if (lua_type(L, arg) != LUA_TSTRING)
-        luaL_error(L, "kdx.%s: argument %d (dtype) must be a string such as \"float32\", got %s", fname, arg,
+        luaL_error(L, "kdx.%s: %s (dtype) must be a string such as \"float32\", got %s", fname, kdxL_argstr(L, arg),
                    luaL_typename(L, arg));
     kdx_dtype dt;
     if (kdx_dtype_parse(lua_tostring(L, arg), &dt) != KDX_OK)
@@ -255,6 +327,7 @@ kdx_dtype kdxL_optdtype(lua_State *L, int arg, kdx_dtype def, const char *fname)
 kdx_tensor *kdxL_checkindices(lua_State *L, int arg, int64_t size, const char *fname)
 {
     kdx_tensor *idx = kdxL_totensor(L, arg);
+    if (!idx && kdxL_isclosed(L, arg)) luaL_error(L, "kdx.%s: %s (index) is a closed tensor", fname, kdxL_argstr(L, arg));
     if (!idx && lua_type(L, arg) == LUA_TNUMBER) {
         /* A single index: a 1-D int64 tensor of one element. */
         kdx_tensor **b = kdxL_newbox(L);
@@ -265,8 +338,8 @@ kdx_tensor *kdxL_checkindices(lua_State *L, int arg, int64_t size, const char *f
         idx = *b;
     } else if (!idx) {
         if (lua_type(L, arg) != LUA_TTABLE)
-            luaL_error(L, "kdx.%s: argument %d (index) must be an int64 tensor or a table of integers, got %s", fname,
-                       arg, luaL_typename(L, arg));
+            luaL_error(L, "kdx.%s: %s (index) must be an int64 tensor or a table of integers, got %s", fname,
+                       kdxL_argstr(L, arg), luaL_typename(L, arg));
         idx = kdxL_astensor(L, arg, fname, KDX_DTYPE_I64);
     }
     if (kdx_tensor_dtype(idx) != KDX_DTYPE_I64)
@@ -286,14 +359,14 @@ int kdxL_optdims(lua_State *L, int arg, int ndim, int *dims, const char *fname)
         return 1;
     }
     if (lua_type(L, arg) != LUA_TTABLE)
-        luaL_error(L, "kdx.%s: argument %d (dims) must be a dim, a table of dims or nil, got %s", fname, arg,
+        luaL_error(L, "kdx.%s: %s (dims) must be a dim, a table of dims or nil, got %s", fname, kdxL_argstr(L, arg),
                    luaL_typename(L, arg));
     int n = (int)lua_rawlen(L, arg);
     if (n > KDX_MAX_DIMS) luaL_error(L, "kdx.%s: too many dims", fname);
     if (n == 0) luaL_error(L, "kdx.%s: the dims table is empty", fname);
     for (int i = 0; i < n; i++) {
         lua_rawgeti(L, arg, i + 1);
-        dims[i] = kdxL_checkdim(L, lua_gettop(L), ndim, fname);
+        dims[i] = kdxL_dimentry(L, -1, i + 1, ndim, fname);
         lua_pop(L, 1);
         for (int j = 0; j < i; j++)
             if (dims[j] == dims[i]) luaL_error(L, "kdx.%s: dim %d appears more than once", fname, dims[i] + 1);
@@ -307,7 +380,8 @@ static int getfield(lua_State *L, int opts, const char *key, const char *fname)
 {
     if (opts == 0 || lua_isnoneornil(L, opts)) return 0;
     if (lua_type(L, opts) != LUA_TTABLE)
-        luaL_error(L, "kdx.%s: argument %d (options) must be a table, got %s", fname, opts, luaL_typename(L, opts));
+        luaL_error(L, "kdx.%s: %s (options) must be a table, got %s", fname, kdxL_argstr(L, opts),
+                   luaL_typename(L, opts));
     if (lua_getfield(L, opts, key) == LUA_TNIL) {
         lua_pop(L, 1);
         return 0;
