@@ -52,6 +52,19 @@ static void tap_range(int64_t off, int64_t s, int64_t w, int64_t ow, int64_t *lo
 DEF_IM2COL_ROW(float, f32)
 DEF_IM2COL_ROW(double, f64)
 
+/* The same row from a zero-padded plane [Hp, Wp] when the column stride is 1:
+   every output row is one contiguous run, with no bounds to test. */
+#define DEF_IM2COL_ROW_PADDED(T, S)                                                              \
+    static void im2col_row_padded_##S(const T *restrict plane, T *restrict dst, const conv_geom *g, \
+                                      int64_t Wp, int64_t i, int64_t j)                          \
+    {                                                                                            \
+        const T *src = plane + i * g->dh * Wp + j * g->dw;                                       \
+        for (int64_t oh = 0; oh < g->OH; oh++, dst += g->OW, src += g->sh * Wp)                  \
+            for (int64_t ow = 0; ow < g->OW; ow++) dst[ow] = src[ow];                            \
+    }
+DEF_IM2COL_ROW_PADDED(float, f32)
+DEF_IM2COL_ROW_PADDED(double, f64)
+
 /* dst[l] += b for a row of n values. */
 #define DEF_ADD_BIAS(T, S)                                               \
     static void add_bias_##S(T *dst, int64_t n, double b)                \
@@ -63,10 +76,11 @@ DEF_ADD_BIAS(float, f32)
 DEF_ADD_BIAS(double, f64)
 
 typedef struct im2col_job {
-    const char *x; /* one sample [C, H, W] */
+    const char *x; /* one sample [C, H, W], or [C, Hp, Wp] zero-padded when padded */
     char *col;     /* [C*kh*kw, OH*OW] */
     const conv_geom *g;
     kdx_dtype dt;
+    bool padded;
 } im2col_job;
 
 static void im2col_range(void *ud, int64_t lo, int64_t hi)
@@ -77,18 +91,40 @@ static void im2col_range(void *ud, int64_t lo, int64_t hi)
     size_t es = kdx_dtype_size(j->dt);
     for (int64_t r = lo; r < hi; r++) {
         int64_t c = r / (g->kh * g->kw), i = (r / g->kw) % g->kh, k = r % g->kw;
-        const char *plane = j->x + (size_t)(c * g->H * g->W) * es;
         char *dst = j->col + (size_t)(r * L) * es;
+        if (j->padded) {
+            int64_t Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw;
+            const char *plane = j->x + (size_t)(c * Hp * Wp) * es;
+            if (j->dt == KDX_DTYPE_F32) im2col_row_padded_f32((const float *)plane, (float *)dst, g, Wp, i, k);
+            else im2col_row_padded_f64((const double *)plane, (double *)dst, g, Wp, i, k);
+            continue;
+        }
+        const char *plane = j->x + (size_t)(c * g->H * g->W) * es;
         if (j->dt == KDX_DTYPE_F32) im2col_row_f32((const float *)plane, (float *)dst, g, i, k);
         else im2col_row_f64((const double *)plane, (double *)dst, g, i, k);
     }
 }
 
-/* Unfolds one sample x [C, H, W] into col [C*kh*kw, OH*OW]: row (c, i, j),
-   column oh*OW + ow. col2im is its adjoint. */
-static void im2col(const char *x, const conv_geom *g, kdx_dtype dt, char *col)
+/* Copies one sample [C, H, W] into a zero-padded [C, Hp, Wp] (xp, whose
+   border is already zero and stays so). */
+static void pad_sample(const char *x, const conv_geom *g, kdx_dtype dt, char *xp)
 {
-    im2col_job j = {x, col, g, dt};
+    size_t es = kdx_dtype_size(dt);
+    int64_t Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw;
+    for (int64_t c = 0; c < g->C; c++)
+        for (int64_t h = 0; h < g->H; h++)
+            memcpy(xp + (size_t)((c * Hp + h + g->ph) * Wp + g->pw) * es, x + (size_t)((c * g->H + h) * g->W) * es,
+                   (size_t)g->W * es);
+}
+
+/* Unfolds one sample x [C, H, W] into col [C*kh*kw, OH*OW]: row (c, i, j),
+   column oh*OW + ow. col2im is its adjoint. With a padded buffer xp (column
+   stride 1 only) the sample is first copied into it, so that each row of col
+   is a run of plain copies; xp NULL uses the bounds-testing path. */
+static void im2col(const char *x, const conv_geom *g, kdx_dtype dt, char *xp, char *col)
+{
+    if (xp) pad_sample(x, g, dt, xp);
+    im2col_job j = {xp ? xp : x, col, g, dt, xp != NULL};
     kdx__parallel_for(g->C * g->kh * g->kw, kdx__grain(g->OH * g->OW), im2col_range, &j);
 }
 
@@ -104,7 +140,7 @@ typedef struct conv_job {
 
 /* y[n] = W conv x[n] + bias for one sample, with col as scratch. Each GEMM
    writes straight into the sample's [O, OH*OW] block of y. */
-static void conv_sample(const conv_job *j, int64_t n, char *col)
+static void conv_sample(const conv_job *j, int64_t n, char *col, char *xp)
 {
     const conv_geom *g = j->g;
     size_t es = kdx_dtype_size(j->dt);
@@ -113,7 +149,7 @@ static void conv_sample(const conv_job *j, int64_t n, char *col)
     char *ys = j->y + (size_t)(n * j->O * L) * es;
     const char *cm = xs;
     if (!j->direct) {
-        im2col(xs, g, j->dt, col);
+        im2col(xs, g, j->dt, xp, col);
         cm = col;
     }
     for (int64_t gi = 0; gi < j->groups; gi++) {
@@ -137,14 +173,19 @@ static void conv_range(void *ud, int64_t lo, int64_t hi)
 {
     conv_job *j = ud;
     const conv_geom *g = j->g;
-    size_t bytes = j->direct ? 0 : (size_t)(g->C * g->kh * g->kw * g->OH * g->OW) * kdx_dtype_size(j->dt);
-    char *col = bytes ? kdx__malloc(bytes) : NULL;
-    if (bytes && !col) {
+    size_t es = kdx_dtype_size(j->dt);
+    size_t colbytes = j->direct ? 0 : (size_t)(g->C * g->kh * g->kw * g->OH * g->OW) * es;
+    /* The padded copy pays off when the column stride is 1 (see im2col). */
+    size_t padbytes = j->direct || g->sw != 1 ? 0 : (size_t)(g->C * (g->H + 2 * g->ph) * (g->W + 2 * g->pw)) * es;
+    char *col = colbytes ? kdx__malloc_raw(colbytes + padbytes) : NULL;
+    if (colbytes && !col) {
         atomic_store(&j->failed, true);
         return;
     }
-    for (int64_t n = lo; n < hi; n++) conv_sample(j, n, col);
-    kdx__free(col, bytes);
+    char *xp = padbytes ? col + colbytes : NULL;
+    if (xp) memset(xp, 0, padbytes); /* the border; the interior is rewritten per sample */
+    for (int64_t n = lo; n < hi; n++) conv_sample(j, n, col, xp);
+    kdx__free(col, colbytes + padbytes);
 }
 
 static kdx_status conv_check(const kdx_tensor *x, const kdx_tensor *w, const kdx_tensor *bias,
