@@ -149,35 +149,48 @@ static const char *const redop_names[KDX_RED_COUNT] = {
     "sum", "mean", "prod", "logsumexp", "amax", "amin", "norm", "norm", "norm",
 };
 
+/* The common start of a row reduction: x converted to dt and laid out as
+   [outer, n] with the reduced dims last (*xt), and the output *y with the
+   reduced shape. On failure nothing is held. */
+static kdx_status reduce_setup(const char *name, const kdx_tensor *x, const int *dims, int ndims, int keepdim,
+                               kdx_dtype dt, kdx_tensor **xt, int64_t *outer, int64_t *n, kdx_tensor **y)
+{
+    unsigned mask;
+    KDX_TRY(kdx__dims_mask(name, x->ndim, dims, ndims, &mask));
+    int64_t shape[KDX_MAX_DIMS];
+    int nd = kdx__reduced_shape(x->ndim, x->shape, mask, keepdim, shape);
+    kdx_tensor *xc;
+    KDX_TRY(kdx_to(x, dt, &xc));
+    kdx_status s = kdx__reduce_layout(name, xc, mask, xt, outer, n);
+    kdx_tensor_release(xc);
+    if (s != KDX_OK) return s;
+    s = kdx__new_raw(name, dt, nd, shape, y); /* every row is written */
+    if (s != KDX_OK) kdx_tensor_release(*xt);
+    return s;
+}
+
+/* Rows per parallel task: about 16k elements each. */
+static int64_t rows_grain(int64_t n) { return n > 0 ? 1 + 16384 / n : 16384; }
+
 kdx_status kdx_reduce(kdx_redop op, const kdx_tensor *x, const int *dims, int ndims, int keepdim, kdx_tensor **out)
 {
     if ((unsigned)op >= KDX_RED_COUNT) return kdx_fail(KDX_EINVAL, "reduce: unknown op %d", (int)op);
     const char *name = redop_names[op];
     KDX_TRY(kdx__arg(name, "input", x));
-    unsigned mask;
-    KDX_TRY(kdx__dims_mask(name, x->ndim, dims, ndims, &mask));
     bool int_ok = op == KDX_RED_SUM || op == KDX_RED_PROD || op == KDX_RED_AMAX || op == KDX_RED_AMIN;
     kdx_dtype dt = x->dtype == KDX_DTYPE_I64 && !int_ok ? KDX_DTYPE_F32 : x->dtype;
-    int64_t shape[KDX_MAX_DIMS];
-    int nd = kdx__reduced_shape(x->ndim, x->shape, mask, keepdim, shape);
-    kdx_tensor *xc, *xt, *y;
-    KDX_TRY(kdx_to(x, dt, &xc));
+    kdx_tensor *xt, *y;
     int64_t outer, n;
-    kdx_status s = kdx__reduce_layout(name, xc, mask, &xt, &outer, &n);
-    kdx_tensor_release(xc);
-    if (s != KDX_OK) return s;
+    KDX_TRY(reduce_setup(name, x, dims, ndims, keepdim, dt, &xt, &outer, &n, &y));
     if (n == 0 && (op == KDX_RED_AMAX || op == KDX_RED_AMIN || op == KDX_RED_NORMINF) && outer > 0) {
-        kdx_tensor_release(xt);
+        KDX_RELEASE(xt, y);
         return kdx_fail(KDX_ESHAPE, "%s: cannot reduce over zero elements (input %s)", name, kdx__shp(x));
     }
-    s = kdx__new(name, dt, nd, shape, &y);
-    if (s == KDX_OK) {
-        reduce_job j = {op, kdx__base(xt), kdx__base(y), n, dt};
-        kdx__parallel_for(outer, n > 0 ? 1 + 16384 / n : 16384, reduce_rows, &j);
-        *out = y;
-    }
+    reduce_job j = {op, kdx__base(xt), kdx__base(y), n, dt};
+    kdx__parallel_for(outer, rows_grain(n), reduce_rows, &j);
     kdx_tensor_release(xt);
-    return s;
+    *out = y;
+    return KDX_OK;
 }
 
 /* ---- var, std ---- */
@@ -216,25 +229,15 @@ static kdx_status var_std(const char *name, bool take_sqrt, const kdx_tensor *x,
 {
     KDX_TRY(kdx__arg(name, "input", x));
     if (!(correction >= 0)) return kdx_fail(KDX_EINVAL, "%s: correction must be >= 0, got %g", name, correction);
-    unsigned mask;
-    KDX_TRY(kdx__dims_mask(name, x->ndim, dims, ndims, &mask));
     kdx_dtype dt = x->dtype == KDX_DTYPE_I64 ? KDX_DTYPE_F32 : x->dtype;
-    int64_t shape[KDX_MAX_DIMS];
-    int nd = kdx__reduced_shape(x->ndim, x->shape, mask, keepdim, shape);
-    kdx_tensor *xc, *xt, *y;
-    KDX_TRY(kdx_to(x, dt, &xc));
+    kdx_tensor *xt, *y;
     int64_t outer, n;
-    kdx_status s = kdx__reduce_layout(name, xc, mask, &xt, &outer, &n);
-    kdx_tensor_release(xc);
-    if (s != KDX_OK) return s;
-    s = kdx__new(name, dt, nd, shape, &y);
-    if (s == KDX_OK) {
-        var_job j = {kdx__base(xt), kdx__base(y), n, correction, take_sqrt, dt};
-        kdx__parallel_for(outer, n > 0 ? 1 + 16384 / n : 16384, var_rows, &j);
-        *out = y;
-    }
+    KDX_TRY(reduce_setup(name, x, dims, ndims, keepdim, dt, &xt, &outer, &n, &y));
+    var_job j = {kdx__base(xt), kdx__base(y), n, correction, take_sqrt, dt};
+    kdx__parallel_for(outer, rows_grain(n), var_rows, &j);
     kdx_tensor_release(xt);
-    return s;
+    *out = y;
+    return KDX_OK;
 }
 
 kdx_status kdx_var(const kdx_tensor *x, const int *dims, int ndims, double correction, int keepdim, kdx_tensor **out)
