@@ -236,6 +236,7 @@ typedef enum kdx_unop {
     KDX_UN_CLAMP,      /* a: min, b: max; NaN means no bound */
     KDX_UN_POW,        /* a: exponent */
     KDX_UN_FILL,       /* a: value (used by fill_) */
+    KDX_UN_ERF,
     KDX_UN_COUNT
 } kdx_unop;
 
@@ -332,6 +333,12 @@ kdx_status kdx_scatter_(kdx_tensor *x, int dim, const kdx_tensor *idx, const kdx
 kdx_status kdx_scatter_add_(kdx_tensor *x, int dim, const kdx_tensor *idx, const kdx_tensor *src);
 /* x.index_add_(dim, idx, src * alpha), in place. */
 kdx_status kdx_index_add_(kdx_tensor *x, int dim, const kdx_tensor *idx, const kdx_tensor *src, double alpha);
+/* x + src * alpha added at the entries idx of dim: the out-of-place index_add. */
+kdx_status kdx_index_add(const kdx_tensor *x, int dim, const kdx_tensor *idx, const kdx_tensor *src, double alpha,
+                         kdx_tensor **out);
+/* x with src added at idx along dim: the out-of-place scatter_add. */
+kdx_status kdx_scatter_add(const kdx_tensor *x, int dim, const kdx_tensor *idx, const kdx_tensor *src,
+                           kdx_tensor **out);
 /* One-hot int64 encoding of idx (values in [0, n)), a new last dim of size n. */
 kdx_status kdx_one_hot(const kdx_tensor *idx, int64_t n, kdx_tensor **out);
 /* Concatenates n tensors along dim (shapes equal elsewhere; mixed dtypes promote). */
@@ -404,6 +411,42 @@ kdx_status kdx_layer_norm(const kdx_tensor *x, int nnorm, const kdx_tensor *weig
                           double eps, kdx_tensor **out);
 /* Rows of weight [V,D] picked by int64 idx (any shape): out [..., D]. */
 kdx_status kdx_embedding(const kdx_tensor *weight, const kdx_tensor *idx, kdx_tensor **out);
+
+/* ---- autograd ------------------------------------------------------------------ */
+
+/* Whether ops on this thread record the graph (on by default). */
+int kdx_grad_enabled(void);
+/* Turns recording on or off for this thread; returns the previous setting. */
+int kdx_set_grad_enabled(int on);
+/* 1 if t takes part in autograd (a leaf marked so, or a result of one). */
+int kdx_tensor_requires_grad(const kdx_tensor *t);
+/* Marks a leaf as a variable to differentiate with respect to. Errors:
+   KDX_EDTYPE for int64; KDX_ESTATE to unmark a non-leaf. */
+kdx_status kdx_tensor_set_requires_grad(kdx_tensor *t, int flag);
+/* 1 if t was not made by a recorded op. */
+int kdx_tensor_is_leaf(const kdx_tensor *t);
+/* The gradient accumulated into a leaf by kdx_backward (borrowed; NULL if none). */
+kdx_tensor *kdx_tensor_grad(const kdx_tensor *t);
+/* Replaces t's gradient (g retained; NULL clears it). */
+void kdx_tensor_set_grad(kdx_tensor *t, kdx_tensor *g);
+/* Name of the op that made t ("mul", "conv2d", ...), or NULL for a leaf. */
+const char *kdx_tensor_grad_fn_name(const kdx_tensor *t);
+/* Counter of in-place writes to t's storage. */
+int64_t kdx_tensor_version(const kdx_tensor *t);
+/* A view of t's data outside the graph. [out]: new reference. */
+kdx_status kdx_detach(const kdx_tensor *t, kdx_tensor **out);
+/* Accumulates d(root)/d(leaf) into every leaf's gradient. grad (may be NULL
+   for a one-element root) is d(loss)/d(root). With create_graph the pass is
+   recorded (and the graph retained). */
+kdx_status kdx_backward(kdx_tensor *root, const kdx_tensor *grad, int retain_graph, int create_graph);
+/* grads[j] = sum_i d(outputs[i])/d(inputs[j]) weighted by grad_outputs[i]
+   (NULL or NULL entries: ones, for one-element outputs), without touching any
+   .grad. With create_graph the results are themselves differentiable.
+   allow_unused: inputs the outputs do not depend on get zeros instead of an
+   error. [out] grads[0..nin-1]: new references. */
+kdx_status kdx_grad(const kdx_tensor *const *outputs, int nout, const kdx_tensor *const *grad_outputs,
+                    const kdx_tensor *const *inputs, int nin, int retain_graph, int create_graph, int allow_unused,
+                    kdx_tensor **grads);
 
 #ifdef __cplusplus
 }

@@ -18,7 +18,10 @@ typedef struct kdx_storage {
     size_t nbytes;
     void *block;        /* the allocation holding data (and its first tensor) */
     size_t block_bytes;
+    atomic_long version; /* bumped by every in-place write: autograd checks saved tensors */
 } kdx_storage;
+
+typedef struct kdx_node kdx_node;
 
 struct kdx_tensor {
     atomic_long refs;
@@ -29,7 +32,113 @@ struct kdx_tensor {
     int64_t offset;               /* in elements, into storage */
     kdx_storage *storage;
     bool in_block;                /* this header lives in storage->block */
+    /* autograd (autograd.c) */
+    bool requires_grad;
+    kdx_node *grad_fn;            /* the node that made this tensor (NULL for leaves) */
+    kdx_tensor *grad;             /* accumulated gradient of a leaf */
 };
+
+/* ---- autograd (autograd.c) ----
+ * A node records one differentiable op with a single differentiable output.
+ * Its backward turns the output's gradient into its inputs' gradients using
+ * the public (recording) ops, so that with create_graph the backward pass is
+ * itself recorded and can be differentiated again. */
+typedef struct kdx_edge {
+    kdx_node *node;   /* the input's producer, or NULL */
+    kdx_tensor *leaf; /* the input itself when it is a leaf that requires grad */
+    int ndim;         /* the input's shape and dtype, for reducing gradients */
+    int64_t shape[KDX_MAX_DIMS];
+    kdx_dtype dtype;
+} kdx_edge;
+
+/* gin[i] receives input i's gradient (a new reference) when want[i]; a
+   backward may leave gin[i] NULL for "no gradient" (zero). */
+typedef kdx_status (*kdx_backward_fn)(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin);
+
+#define KDX_NODE_SAVED 4
+#define KDX_NODE_PARAMS 16
+struct kdx_node {
+    atomic_long refs;
+    const char *name;
+    kdx_backward_fn backward;
+    kdx_tensor *saved[KDX_NODE_SAVED]; /* inputs (with their graph) or detached outputs */
+    long saved_version[KDX_NODE_SAVED];
+    bool released;                     /* saved tensors freed by a backward without retain_graph */
+    double p[KDX_NODE_PARAMS];         /* scalar parameters of the op */
+    int64_t ip[KDX_NODE_PARAMS];       /* integer parameters (dims, sizes) */
+    kdx_node *next_free;               /* link in the list of nodes being freed */
+    int nin;
+    kdx_edge next[];                   /* one per input */
+};
+
+/* Grad mode of this thread (kdx_set_grad_enabled), read by every op. */
+bool kdx__grad_on(void);
+/* Turns recording off for the engine's own nested calls; returns the old mode. */
+bool kdx__grad_pause(void);
+void kdx__grad_restore(bool was);
+/* True when an op on these inputs must be recorded (grad mode on and one requires grad). */
+bool kdx__needs_node(int nin, const kdx_tensor *const *ins);
+/* Makes a node for *out from inputs ins (NULL entries: non-tensor inputs) and
+   attaches it; *node (may be NULL when not wanted) is left for the caller to
+   fill with saved tensors and parameters. On failure *out is released and
+   set to NULL. Call only when kdx__needs_node. */
+kdx_status kdx__record(const char *name, kdx_backward_fn bw, int nin, const kdx_tensor *const *ins, kdx_tensor **out,
+                       kdx_node **node);
+/* Keeps t (a new reference) in slot i, noting its version. */
+void kdx__save(kdx_node *n, int i, const kdx_tensor *t);
+/* Keeps a graph-free alias of t (for outputs: saving them with their graph would
+   make a cycle). */
+kdx_status kdx__save_detached(kdx_node *n, int i, const kdx_tensor *t);
+/* Saved tensor i, after checking it was not modified in place since. */
+kdx_status kdx__saved(kdx_node *n, int i, kdx_tensor **t);
+/* Marks an in-place write to t (bumps the version of its storage). */
+static inline void kdx__bump(kdx_tensor *t) { atomic_fetch_add(&t->storage->version, 1); }
+/* Refuses an in-place op on a tensor that takes part in autograd. */
+kdx_status kdx__check_inplace(const char *fname, const kdx_tensor *t);
+/* g summed down to shape (undoing broadcasting) in the edge's dtype: a new reference. */
+kdx_status kdx__sum_to(kdx_tensor *g, const kdx_edge *e, kdx_tensor **out);
+void kdx__node_release(kdx_node *n);
+
+/* ---- expressions for backward formulas (expr.c) ----
+ * A scope owns the temporaries of a formula: each E_* call runs one public
+ * (recording) op, keeps its result in the scope and returns it, or returns
+ * NULL once anything failed, so a formula reads as a chain of calls and is
+ * checked once at the end with kdx__scope_end. */
+#define KDX_SCOPE_MAX 48
+typedef struct kdx_scope {
+    kdx_status s;
+    int n;
+    kdx_tensor *t[KDX_SCOPE_MAX];
+} kdx_scope;
+#define KDX_SCOPE {KDX_OK, 0, {0}}
+/* Runs CALL, which writes its result through &kdx_o_, and keeps the result
+   in scope S as DST (the status is read before the result, in that order). */
+#define KDX_KEEP(S, DST, CALL)                          \
+    do {                                                \
+        kdx_tensor *kdx_o_ = NULL;                      \
+        kdx_status kdx_st_ = (S)->s == KDX_OK ? (CALL) : (S)->s; \
+        (DST) = kdx__keep((S), kdx_st_, kdx_o_);        \
+    } while (0)
+/* Keeps t (the result of a call that returned st) in the scope. */
+kdx_tensor *kdx__keep(kdx_scope *S, kdx_status st, kdx_tensor *t);
+/* Hands out a new reference to r (may be NULL) in *out, frees the scope's
+   temporaries and returns the first failure, if any. */
+kdx_status kdx__scope_end(kdx_scope *S, kdx_tensor *r, kdx_tensor **out);
+/* Frees the scope's temporaries; returns its status. */
+kdx_status kdx__scope_free(kdx_scope *S);
+kdx_tensor *E_bin(kdx_scope *S, kdx_binop op, const kdx_tensor *a, const kdx_tensor *b);
+kdx_tensor *E_bins(kdx_scope *S, kdx_binop op, const kdx_tensor *a, double s); /* a op s */
+kdx_tensor *E_sbin(kdx_scope *S, kdx_binop op, double s, const kdx_tensor *a); /* s op a */
+kdx_tensor *E_un(kdx_scope *S, kdx_unop op, const kdx_tensor *a, double p, double q);
+kdx_tensor *E_sum(kdx_scope *S, const kdx_tensor *x, const int *dims, int nd, int keepdim);
+kdx_tensor *E_mm(kdx_scope *S, const kdx_tensor *a, const kdx_tensor *b);
+kdx_tensor *E_tr(kdx_scope *S, const kdx_tensor *x, int d0, int d1);
+kdx_tensor *E_reshape(kdx_scope *S, const kdx_tensor *x, int nd, const int64_t *shape);
+kdx_tensor *E_expand(kdx_scope *S, const kdx_tensor *x, int nd, const int64_t *shape);
+kdx_tensor *E_where(kdx_scope *S, const kdx_tensor *c, const kdx_tensor *a, const kdx_tensor *b);
+kdx_tensor *E_zeros(kdx_scope *S, kdx_dtype dt, int nd, const int64_t *shape);
+/* 0/1 mask of a op s (comparisons), never recorded. */
+kdx_tensor *E_mask(kdx_scope *S, kdx_binop op, const kdx_tensor *a, double s);
 
 /* ---- memory (alloc.c) ---- */
 void *kdx__malloc(size_t n);           /* zero-filled; NULL on failure */

@@ -31,7 +31,7 @@ kdx_status kdx_broadcast_shape(const char *fname, int na, const int64_t *sa, int
 
 static const char *const unop_names[KDX_UN_COUNT] = {
     "neg", "abs", "sign", "exp", "log", "log1p", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid",
-    "relu", "leaky_relu", "gelu", "elu", "softplus", "clamp", "pow", "fill_",
+    "relu", "leaky_relu", "gelu", "elu", "softplus", "clamp", "pow", "fill_", "erf",
 };
 
 /* Ops that are closed over int64; the rest compute in float32 for int input. */
@@ -97,6 +97,7 @@ typedef struct {
         }                                                                                  \
         case KDX_UN_POW: UN_LOOP(T, pow(x, a)); break;                                     \
         case KDX_UN_FILL: UN_LOOP(T, ((void)x, a)); break;                                 \
+        case KDX_UN_ERF: UN_LOOP(T, erf(x)); break;                                        \
         case KDX_UN_COUNT: break;                                                          \
         }                                                                                  \
     }
@@ -144,7 +145,7 @@ static void unary_apply(kdx_unop op, double a, double b, kdx_tensor *out, const 
         KDX_TRY(kdx__arg(fname, "input", x));                                                       \
     } while (0)
 
-kdx_status kdx_unary(kdx_unop op, const kdx_tensor *x, double a, double b, kdx_tensor **out)
+static kdx_status unary_fwd(kdx_unop op, const kdx_tensor *x, double a, double b, kdx_tensor **out)
 {
     CHECK_UNOP("unary", op, x);
     const char *name = unop_names[op];
@@ -161,16 +162,127 @@ kdx_status kdx_unary(kdx_unop op, const kdx_tensor *x, double a, double b, kdx_t
     return s;
 }
 
+/* ---- gradients of unary ops ---- */
+
+/* d op(x) / dx times g. y is op(x) (saved, or recomputed in the graph). */
+static kdx_tensor *unary_grad(kdx_scope *S, kdx_unop op, const kdx_tensor *x, const kdx_tensor *y, kdx_tensor *g,
+                              double a, double b)
+{
+    switch (op) {
+    case KDX_UN_NEG: return E_un(S, KDX_UN_NEG, g, 0, 0);
+    case KDX_UN_ABS: return E_bin(S, KDX_BIN_MUL, g, E_un(S, KDX_UN_SIGN, x, 0, 0));
+    case KDX_UN_EXP: return E_bin(S, KDX_BIN_MUL, g, y);
+    case KDX_UN_LOG: return E_bin(S, KDX_BIN_DIV, g, x);
+    case KDX_UN_LOG1P: return E_bin(S, KDX_BIN_DIV, g, E_bins(S, KDX_BIN_ADD, x, 1));
+    case KDX_UN_SQRT: return E_bin(S, KDX_BIN_DIV, E_bins(S, KDX_BIN_MUL, g, 0.5), y);
+    case KDX_UN_RSQRT: /* -0.5 g y^3 */
+        return E_bin(S, KDX_BIN_MUL, E_bins(S, KDX_BIN_MUL, g, -0.5), E_bins(S, KDX_BIN_POW, y, 3));
+    case KDX_UN_SIN: return E_bin(S, KDX_BIN_MUL, g, E_un(S, KDX_UN_COS, x, 0, 0));
+    case KDX_UN_COS: return E_un(S, KDX_UN_NEG, E_bin(S, KDX_BIN_MUL, g, E_un(S, KDX_UN_SIN, x, 0, 0)), 0, 0);
+    case KDX_UN_TANH: /* g (1 - y^2) */
+        return E_bin(S, KDX_BIN_MUL, g, E_sbin(S, KDX_BIN_SUB, 1, E_bin(S, KDX_BIN_MUL, y, y)));
+    case KDX_UN_SIGMOID: /* g y (1 - y) */
+        return E_bin(S, KDX_BIN_MUL, E_bin(S, KDX_BIN_MUL, g, y), E_sbin(S, KDX_BIN_SUB, 1, y));
+    case KDX_UN_RELU: return E_bin(S, KDX_BIN_MUL, g, E_mask(S, KDX_BIN_GT, x, 0));
+    case KDX_UN_LEAKY_RELU: { /* g where(x > 0, 1, slope) */
+        kdx_tensor *m = E_mask(S, KDX_BIN_GT, x, 0);
+        return E_bin(S, KDX_BIN_MUL, g, E_bins(S, KDX_BIN_ADD, E_bins(S, KDX_BIN_MUL, m, 1 - a), a));
+    }
+    case KDX_UN_GELU:
+        if (a == 0) { /* Phi(x) + x phi(x) */
+            kdx_tensor *cdf = E_bins(S, KDX_BIN_MUL,
+                                     E_bins(S, KDX_BIN_ADD, E_un(S, KDX_UN_ERF, E_bins(S, KDX_BIN_MUL, x, 0.70710678118654752440), 0, 0), 1),
+                                     0.5);
+            kdx_tensor *pdf = E_bins(S, KDX_BIN_MUL, E_un(S, KDX_UN_EXP, E_bins(S, KDX_BIN_MUL, E_bin(S, KDX_BIN_MUL, x, x), -0.5), 0, 0),
+                                     0.39894228040143267794);
+            return E_bin(S, KDX_BIN_MUL, g, E_bin(S, KDX_BIN_ADD, cdf, E_bin(S, KDX_BIN_MUL, x, pdf)));
+        } else { /* t = tanh(k (x + c x^3)): 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2) */
+            const double k = 0.79788456080286535588, c = 0.044715;
+            kdx_tensor *x2 = E_bin(S, KDX_BIN_MUL, x, x);
+            kdx_tensor *t = E_un(S, KDX_UN_TANH, E_bins(S, KDX_BIN_MUL, E_bin(S, KDX_BIN_ADD, x, E_bins(S, KDX_BIN_MUL, E_bin(S, KDX_BIN_MUL, x2, x), c)), k), 0, 0);
+            kdx_tensor *left = E_bins(S, KDX_BIN_MUL, E_bins(S, KDX_BIN_ADD, t, 1), 0.5);
+            kdx_tensor *sech2 = E_sbin(S, KDX_BIN_SUB, 1, E_bin(S, KDX_BIN_MUL, t, t));
+            kdx_tensor *inner = E_bins(S, KDX_BIN_MUL, E_bins(S, KDX_BIN_ADD, E_bins(S, KDX_BIN_MUL, x2, 3 * c), 1), 0.5 * k);
+            return E_bin(S, KDX_BIN_MUL, g, E_bin(S, KDX_BIN_ADD, left, E_bin(S, KDX_BIN_MUL, E_bin(S, KDX_BIN_MUL, x, sech2), inner)));
+        }
+    case KDX_UN_ELU: { /* g where(x > 0, 1, alpha exp(x)) */
+        kdx_tensor *m = E_mask(S, KDX_BIN_GT, x, 0);
+        kdx_tensor *neg = E_bins(S, KDX_BIN_MUL, E_un(S, KDX_UN_EXP, x, 0, 0), a);
+        return E_bin(S, KDX_BIN_MUL, g, E_where(S, m, E_bins(S, KDX_BIN_MUL, m, 1), neg));
+    }
+    case KDX_UN_SOFTPLUS: { /* g sigmoid(beta x), or g past the threshold */
+        kdx_tensor *lin = E_mask(S, KDX_BIN_GT, E_bins(S, KDX_BIN_MUL, x, a), b);
+        kdx_tensor *sg = E_un(S, KDX_UN_SIGMOID, E_bins(S, KDX_BIN_MUL, x, a), 0, 0);
+        return E_bin(S, KDX_BIN_MUL, g, E_where(S, lin, lin, sg));
+    }
+    case KDX_UN_CLAMP: { /* passes where lo <= x <= hi (a missing bound always passes) */
+        kdx_tensor *m = E_mask(S, KDX_BIN_GE, x, a == a ? a : -INFINITY);
+        if (b == b) m = E_bin(S, KDX_BIN_MUL, m, E_mask(S, KDX_BIN_LE, x, b));
+        if (a == a && b == b && a > b) m = E_bins(S, KDX_BIN_MUL, m, 0); /* min > max: constant */
+        return E_bin(S, KDX_BIN_MUL, g, m);
+    }
+    case KDX_UN_POW: /* g a x^(a-1) */
+        return E_bin(S, KDX_BIN_MUL, E_bins(S, KDX_BIN_MUL, g, a), E_bins(S, KDX_BIN_POW, x, a - 1));
+    case KDX_UN_ERF: /* g 2/sqrt(pi) exp(-x^2) */
+        return E_bin(S, KDX_BIN_MUL, g,
+                     E_bins(S, KDX_BIN_MUL, E_un(S, KDX_UN_EXP, E_un(S, KDX_UN_NEG, E_bin(S, KDX_BIN_MUL, x, x), 0, 0), 0, 0),
+                            1.12837916709551257390));
+    default: return NULL; /* sign, fill: zero gradient */
+    }
+}
+
+/* Ops whose gradient reads their output y. */
+static bool unop_uses_output(kdx_unop op)
+{
+    return op == KDX_UN_EXP || op == KDX_UN_SQRT || op == KDX_UN_RSQRT || op == KDX_UN_TANH || op == KDX_UN_SIGMOID;
+}
+
+static kdx_status unary_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    (void)want;
+    kdx_unop op = (kdx_unop)n->ip[0];
+    kdx_tensor *x, *y = NULL;
+    KDX_TRY(kdx__saved(n, 0, &x));
+    kdx_scope S = KDX_SCOPE;
+    if (unop_uses_output(op)) {
+        /* Under create_graph y must be a function of x in the graph; otherwise
+           the saved (detached) output will do. */
+        if (kdx_grad_enabled()) KDX_KEEP(&S, y, kdx_unary(op, x, n->p[0], n->p[1], &kdx_o_));
+        else KDX_TRY(kdx__saved(n, 1, &y));
+    }
+    kdx_tensor *r = unary_grad(&S, op, x, y, g, n->p[0], n->p[1]);
+    return kdx__scope_end(&S, r, &gin[0]);
+}
+
+kdx_status kdx_unary(kdx_unop op, const kdx_tensor *x, double a, double b, kdx_tensor **out)
+{
+    const kdx_tensor *ins[1] = {x};
+    bool rec = x && (unsigned)op < KDX_UN_COUNT && op != KDX_UN_SIGN && op != KDX_UN_FILL && kdx__needs_node(1, ins);
+    bool was = kdx__grad_pause();
+    kdx_status s = unary_fwd(op, x, a, b, out);
+    kdx__grad_restore(was);
+    if (s != KDX_OK || !rec) return s;
+    kdx_node *n;
+    KDX_TRY(kdx__record(unop_names[op], unary_backward, 1, ins, out, &n));
+    n->ip[0] = op;
+    n->p[0] = a, n->p[1] = b;
+    kdx__save(n, 0, x);
+    if (unop_uses_output(op)) KDX_TRY(kdx__save_detached(n, 1, *out));
+    return KDX_OK;
+}
+
 kdx_status kdx_unary_(kdx_unop op, kdx_tensor *x, double a, double b)
 {
     CHECK_UNOP("unary_", op, x);
     KDX_TRY(kdx__check_writable(unop_names[op], x));
+    KDX_TRY(kdx__check_inplace(unop_names[op], x));
     if (op == KDX_UN_FILL && x->dtype == KDX_DTYPE_I64 && (a != floor(a) || !(fabs(a) < 9.2e18)))
         return kdx_fail(KDX_EINVAL, "fill_: value %g is not an int64", a);
     if (x->dtype == KDX_DTYPE_I64 && !unop_keeps_int(op))
         return kdx_fail(KDX_EDTYPE, "%s_: the result is float but the tensor is int64; use the out-of-place form",
                         unop_names[op]);
     unary_apply(op, a, b, x, x);
+    kdx__bump(x);
     return KDX_OK;
 }
 
@@ -313,12 +425,81 @@ static kdx_status binary_in(kdx_binop op, const kdx_tensor *a, const kdx_tensor 
 #define CHECK_BINOP(fname, op) \
     if ((unsigned)(op) >= KDX_BIN_COUNT) return kdx_fail(KDX_EINVAL, "%s: unknown op %d", fname, (int)(op))
 
+/* ---- gradients of binary ops (broadcast gradients are reduced by the engine) ---- */
+
+static kdx_status binary_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    kdx_tensor *a, *b;
+    KDX_TRY(kdx__saved(n, 0, &a));
+    KDX_TRY(kdx__saved(n, 1, &b));
+    kdx_scope S = KDX_SCOPE;
+    kdx_tensor *ga = NULL, *gb = NULL;
+    switch ((kdx_binop)n->ip[0]) {
+    case KDX_BIN_ADD: ga = g, gb = g; break;
+    case KDX_BIN_SUB: ga = g, gb = want[1] ? E_un(&S, KDX_UN_NEG, g, 0, 0) : NULL; break;
+    case KDX_BIN_MUL:
+        if (want[0]) ga = E_bin(&S, KDX_BIN_MUL, g, b);
+        if (want[1]) gb = E_bin(&S, KDX_BIN_MUL, g, a);
+        break;
+    case KDX_BIN_DIV:
+        if (want[0]) ga = E_bin(&S, KDX_BIN_DIV, g, b);
+        if (want[1]) /* -g a / b^2 */
+            gb = E_un(&S, KDX_UN_NEG, E_bin(&S, KDX_BIN_DIV, E_bin(&S, KDX_BIN_MUL, g, a), E_bin(&S, KDX_BIN_MUL, b, b)),
+                      0, 0);
+        break;
+    case KDX_BIN_POW:
+        if (want[0]) /* g b a^(b-1) */
+            ga = E_bin(&S, KDX_BIN_MUL, E_bin(&S, KDX_BIN_MUL, g, b),
+                       E_bin(&S, KDX_BIN_POW, a, E_bins(&S, KDX_BIN_SUB, b, 1)));
+        if (want[1]) { /* g a^b log a, taken as 0 where a == 0 (as PyTorch) */
+            kdx_tensor *t = E_bin(&S, KDX_BIN_MUL, E_bin(&S, KDX_BIN_MUL, g, E_bin(&S, KDX_BIN_POW, a, b)),
+                                  E_un(&S, KDX_UN_LOG, a, 0, 0));
+            gb = E_where(&S, E_mask(&S, KDX_BIN_EQ, a, 0), E_zeros(&S, g->dtype, 0, NULL), t);
+        }
+        break;
+    case KDX_BIN_MAXIMUM:
+    case KDX_BIN_MINIMUM: {
+        /* the larger (smaller) side takes the gradient; ties split it evenly */
+        bool mx = n->ip[0] == KDX_BIN_MAXIMUM;
+        kdx_tensor *half = E_bins(&S, KDX_BIN_MUL, g, 0.5);
+        kdx_tensor *eq = E_bin(&S, KDX_BIN_EQ, a, b), *zero = E_zeros(&S, g->dtype, 0, NULL);
+        kdx_tensor *tie = E_where(&S, eq, half, zero);
+        if (want[0]) ga = E_bin(&S, KDX_BIN_ADD, E_where(&S, E_bin(&S, mx ? KDX_BIN_GT : KDX_BIN_LT, a, b), g, zero), tie);
+        if (want[1]) gb = E_bin(&S, KDX_BIN_ADD, E_where(&S, E_bin(&S, mx ? KDX_BIN_GT : KDX_BIN_LT, b, a), g, zero), tie);
+        break;
+    }
+    default: break;
+    }
+    if (S.s == KDX_OK && want[0] && ga) gin[0] = kdx_tensor_retain(ga);
+    if (S.s == KDX_OK && want[1] && gb) gin[1] = kdx_tensor_retain(gb);
+    return kdx__scope_free(&S);
+}
+
+static bool binop_differentiable(kdx_binop op) { return op <= KDX_BIN_MINIMUM; }
+
+/* binary_in, recorded for autograd. */
+static kdx_status binary_rec(kdx_binop op, const kdx_tensor *a, const kdx_tensor *b, kdx_dtype dt, kdx_tensor **out)
+{
+    const kdx_tensor *ins[2] = {a, b};
+    bool rec = binop_differentiable(op) && kdx__needs_node(2, ins);
+    bool was = kdx__grad_pause();
+    kdx_status s = binary_in(op, a, b, dt, out);
+    kdx__grad_restore(was);
+    if (s != KDX_OK || !rec) return s;
+    kdx_node *n;
+    KDX_TRY(kdx__record(binop_names[op], binary_backward, 2, ins, out, &n));
+    n->ip[0] = op;
+    kdx__save(n, 0, a);
+    kdx__save(n, 1, b);
+    return KDX_OK;
+}
+
 kdx_status kdx_binary(kdx_binop op, const kdx_tensor *a, const kdx_tensor *b, kdx_tensor **out)
 {
     CHECK_BINOP("binary", op);
     KDX_TRY(kdx__arg(binop_names[op], "first operand", a));
     KDX_TRY(kdx__arg(binop_names[op], "second operand", b));
-    return binary_in(op, a, b, binop_dtype(op, a->dtype, b->dtype), out);
+    return binary_rec(op, a, b, binop_dtype(op, a->dtype, b->dtype), out);
 }
 
 /* A 0-d tensor for s in the dtype an op with a tensor of dtype dt computes in. */
@@ -337,7 +518,7 @@ kdx_status kdx_binary_scalar(kdx_binop op, const kdx_tensor *a, double s, int sc
     kdx_dtype dt;
     kdx_tensor *st;
     KDX_TRY(scalar_operand(op, a->dtype, s, &dt, &st));
-    kdx_status r = scalar_first ? binary_in(op, st, a, dt, out) : binary_in(op, a, st, dt, out);
+    kdx_status r = scalar_first ? binary_rec(op, st, a, dt, out) : binary_rec(op, a, st, dt, out);
     kdx_tensor_release(st);
     return r;
 }
@@ -349,6 +530,7 @@ kdx_status kdx_binary_(kdx_binop op, kdx_tensor *a, const kdx_tensor *b)
     KDX_TRY(kdx__arg(name, "tensor", a));
     KDX_TRY(kdx__arg(name, "operand", b));
     KDX_TRY(kdx__check_writable(name, a));
+    KDX_TRY(kdx__check_inplace(name, a));
     if (binop_dtype(op, a->dtype, b->dtype) != a->dtype)
         return kdx_fail(KDX_EDTYPE, "%s_: the result would be %s but the tensor is %s", name,
                         kdx_dtype_name(binop_dtype(op, a->dtype, b->dtype)), kdx_dtype_name(a->dtype));
@@ -372,6 +554,7 @@ kdx_status kdx_binary_(kdx_binop op, kdx_tensor *a, const kdx_tensor *b)
     }
     binary_apply(op, a, a, bc);
     kdx_tensor_release(bc);
+    kdx__bump(a);
     return KDX_OK;
 }
 
@@ -404,7 +587,7 @@ static inline bool truth(kdx_dtype dt, const char *p)
     return false;
 }
 
-kdx_status kdx_where(const kdx_tensor *c, const kdx_tensor *a, const kdx_tensor *b, kdx_tensor **out)
+static kdx_status where_fwd(const kdx_tensor *c, const kdx_tensor *a, const kdx_tensor *b, kdx_tensor **out)
 {
     KDX_TRY(kdx__arg("where", "condition", c));
     KDX_TRY(kdx__arg("where", "first value", a));
@@ -455,4 +638,36 @@ kdx_status kdx_masked_fill(const kdx_tensor *x, const kdx_tensor *mask, double v
     kdx_tensor_release(fillv);
     if (s == KDX_OK) *out = y;
     return s;
+}
+
+/* where: the gradient goes to the branch each element came from. */
+static kdx_status where_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    kdx_tensor *c;
+    KDX_TRY(kdx__saved(n, 0, &c));
+    kdx_scope S = KDX_SCOPE;
+    kdx_tensor *zero = E_zeros(&S, g->dtype, 0, NULL);
+    if (want[1]) gin[1] = E_where(&S, c, g, zero);
+    if (want[2]) gin[2] = E_where(&S, c, zero, g);
+    if (S.s == KDX_OK) {
+        if (gin[1]) kdx_tensor_retain(gin[1]);
+        if (gin[2]) kdx_tensor_retain(gin[2]);
+    } else {
+        gin[1] = gin[2] = NULL;
+    }
+    return kdx__scope_free(&S);
+}
+
+kdx_status kdx_where(const kdx_tensor *c, const kdx_tensor *a, const kdx_tensor *b, kdx_tensor **out)
+{
+    const kdx_tensor *ins[3] = {c, a, b};
+    bool rec = a && b && c && kdx__needs_node(3, ins);
+    bool was = kdx__grad_pause();
+    kdx_status s = where_fwd(c, a, b, out);
+    kdx__grad_restore(was);
+    if (s != KDX_OK || !rec) return s;
+    kdx_node *n;
+    KDX_TRY(kdx__record("where", where_backward, 3, ins, out, &n));
+    kdx__save(n, 0, c);
+    return KDX_OK;
 }

@@ -13,6 +13,17 @@ static kdx_status need_index(const char *fname, const char *argname, const kdx_t
     return KDX_OK;
 }
 
+/* A contiguous copy of x that the caller may write (never recorded). */
+static kdx_status clone_checked(const char *name, const kdx_tensor *x, kdx_tensor **out)
+{
+    (void)name;
+    kdx_tensor *d;
+    KDX_TRY(kdx_detach(x, &d));
+    kdx_status s = kdx_clone(d, out);
+    kdx_tensor_release(d);
+    return s;
+}
+
 kdx_status kdx_index_rebase(const char *fname, const kdx_tensor *idx, int64_t base, int64_t size, int allow_negative,
                             kdx_tensor **out)
 {
@@ -47,7 +58,7 @@ static kdx_status check_range(const char *fname, const kdx_tensor *idx, int64_t 
     return KDX_OK;
 }
 
-kdx_status kdx_index_select(const kdx_tensor *x, int dim, const kdx_tensor *idx, kdx_tensor **out)
+static kdx_status index_select_fwd(const kdx_tensor *x, int dim, const kdx_tensor *idx, kdx_tensor **out)
 {
     KDX_TRY(kdx__arg("index_select", "input", x));
     KDX_TRY(need_index("index_select", "index", idx));
@@ -129,7 +140,7 @@ static void pair_add(kdx_dtype dt, char *data, char *other)
     }
 }
 
-kdx_status kdx_gather(const kdx_tensor *x, int dim, const kdx_tensor *idx, kdx_tensor **out)
+static kdx_status gather_fwd(const kdx_tensor *x, int dim, const kdx_tensor *idx, kdx_tensor **out)
 {
     KDX_TRY(kdx__arg("gather", "input", x));
     KDX_TRY(need_index("gather", "index", idx));
@@ -153,6 +164,7 @@ static kdx_status scatter(const char *fname, kdx_tensor *x, int dim, const kdx_t
     KDX_TRY(need_index(fname, "index", idx));
     KDX_TRY(kdx__arg(fname, "source", src));
     KDX_TRY(kdx__check_writable(fname, x));
+    KDX_TRY(kdx__check_inplace(fname, x));
     int d;
     KDX_TRY(kdx__dim(fname, x->ndim, dim, &d));
     if (src->ndim != x->ndim)
@@ -161,6 +173,7 @@ static kdx_status scatter(const char *fname, kdx_tensor *x, int dim, const kdx_t
     KDX_TRY(kdx_to(src, x->dtype, &sc));
     kdx_status s = index_walk(fname, x, d, idx, sc, fn);
     kdx_tensor_release(sc);
+    if (s == KDX_OK) kdx__bump(x);
     return s;
 }
 
@@ -180,6 +193,7 @@ kdx_status kdx_index_add_(kdx_tensor *x, int dim, const kdx_tensor *idx, const k
     KDX_TRY(need_index("index_add_", "index", idx));
     KDX_TRY(kdx__arg("index_add_", "source", src));
     KDX_TRY(kdx__check_writable("index_add_", x));
+    KDX_TRY(kdx__check_inplace("index_add_", x));
     if (idx->ndim > 1) return kdx_fail(KDX_ESHAPE, "index_add_: index must be 1-D, got %s", kdx__shp(idx));
     if (x->ndim == 0) return kdx_fail(KDX_ESHAPE, "index_add_: input is 0-d");
     int d;
@@ -230,7 +244,7 @@ kdx_status kdx_one_hot(const kdx_tensor *idx, int64_t n, kdx_tensor **out)
 
 /* ---- joining ---- */
 
-kdx_status kdx_cat(const kdx_tensor *const *ts, int n, int dim, kdx_tensor **out)
+static kdx_status cat_fwd(const kdx_tensor *const *ts, int n, int dim, kdx_tensor **out)
 {
     if (n <= 0 || !ts) return kdx_fail(KDX_EINVAL, "cat: expected a non-empty list of tensors");
     for (int i = 0; i < n; i++)
@@ -326,4 +340,139 @@ kdx_status kdx_chunk(const kdx_tensor *t, int chunks, int dim, kdx_tensor **outs
     KDX_TRY(kdx__dim("chunk", t->ndim, dim, &d));
     int64_t size = t->shape[d], each = (size + chunks - 1) / chunks;
     return kdx_split(t, each > 0 ? each : 1, d, outs, cap, n);
+}
+
+/* ---- gradients ----
+ * index_select and gather move values; their gradients move them back with
+ * index_add and scatter_add, whose own gradients are index_select and gather
+ * again, so every order of derivative stays in this family. */
+
+static kdx_status index_select_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    (void)want;
+    kdx_tensor *idx, *z;
+    KDX_TRY(kdx__saved(n, 0, &idx));
+    const kdx_edge *e = &n->next[0];
+    KDX_TRY(kdx_zeros(g->dtype, e->ndim, e->shape, &z));
+    kdx_status s = kdx_index_add(z, (int)n->ip[0], idx, g, 1, &gin[0]);
+    kdx_tensor_release(z);
+    return s;
+}
+
+kdx_status kdx_index_select(const kdx_tensor *x, int dim, const kdx_tensor *idx, kdx_tensor **out)
+{
+    kdx_status s = index_select_fwd(x, dim, idx, out);
+    if (s != KDX_OK || !kdx__needs_node(1, &x)) return s;
+    kdx_node *n;
+    KDX_TRY(kdx__record("index_select", index_select_backward, 1, &x, out, &n));
+    n->ip[0] = dim < 0 ? dim + x->ndim : dim;
+    kdx__save(n, 0, idx);
+    return KDX_OK;
+}
+
+static kdx_status gather_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    (void)want;
+    kdx_tensor *idx, *z;
+    KDX_TRY(kdx__saved(n, 0, &idx));
+    const kdx_edge *e = &n->next[0];
+    KDX_TRY(kdx_zeros(g->dtype, e->ndim, e->shape, &z));
+    kdx_status s = kdx_scatter_add(z, (int)n->ip[0], idx, g, &gin[0]);
+    kdx_tensor_release(z);
+    return s;
+}
+
+kdx_status kdx_gather(const kdx_tensor *x, int dim, const kdx_tensor *idx, kdx_tensor **out)
+{
+    kdx_status s = gather_fwd(x, dim, idx, out);
+    if (s != KDX_OK || !kdx__needs_node(1, &x)) return s;
+    kdx_node *n;
+    KDX_TRY(kdx__record("gather", gather_backward, 1, &x, out, &n));
+    n->ip[0] = dim < 0 ? dim + x->ndim : dim;
+    kdx__save(n, 0, idx);
+    return KDX_OK;
+}
+
+/* x + (src added at idx): x's gradient is g, src's is g read back at idx. */
+static kdx_status add_at_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    kdx_tensor *idx;
+    KDX_TRY(kdx__saved(n, 0, &idx));
+    int d = (int)n->ip[0];
+    bool scatter = n->ip[1] != 0;
+    if (want[0]) gin[0] = kdx_tensor_retain(g);
+    if (!want[1]) return KDX_OK;
+    kdx_tensor *r;
+    KDX_TRY(scatter ? kdx_gather(g, d, idx, &r) : kdx_index_select(g, d, idx, &r));
+    if (n->p[0] != 1) {
+        kdx_tensor *t;
+        kdx_status s = kdx_binary_scalar(KDX_BIN_MUL, r, n->p[0], 0, &t);
+        kdx_tensor_release(r);
+        KDX_TRY(s);
+        r = t;
+    }
+    gin[1] = r;
+    return KDX_OK;
+}
+
+static kdx_status add_at(const char *name, bool scatter, const kdx_tensor *x, int dim, const kdx_tensor *idx,
+                         const kdx_tensor *src, double alpha, kdx_tensor **out)
+{
+    KDX_TRY(kdx__arg(name, "input", x));
+    KDX_TRY(kdx__arg(name, "source", src));
+    const kdx_tensor *ins[2] = {x, src};
+    bool rec = kdx__needs_node(2, ins);
+    bool was = kdx__grad_pause();
+    kdx_tensor *y = NULL;
+    kdx_status s = clone_checked(name, x, &y);
+    if (s == KDX_OK) s = scatter ? kdx_scatter_add_(y, dim, idx, src) : kdx_index_add_(y, dim, idx, src, alpha);
+    kdx__grad_restore(was);
+    if (s != KDX_OK) {
+        kdx_tensor_release(y);
+        return kdx_fail(s, "%s: %s", name, strchr(kdx_last_error(), ':') ? strchr(kdx_last_error(), ':') + 2 : kdx_last_error());
+    }
+    *out = y;
+    if (!rec) return KDX_OK;
+    kdx_node *n;
+    KDX_TRY(kdx__record(name, add_at_backward, 2, ins, out, &n));
+    n->ip[0] = dim < 0 ? dim + x->ndim : dim;
+    n->ip[1] = scatter;
+    n->p[0] = alpha;
+    kdx__save(n, 0, idx);
+    return KDX_OK;
+}
+
+kdx_status kdx_index_add(const kdx_tensor *x, int dim, const kdx_tensor *idx, const kdx_tensor *src, double alpha,
+                         kdx_tensor **out)
+{
+    return add_at("index_add", false, x, dim, idx, src, alpha, out);
+}
+
+kdx_status kdx_scatter_add(const kdx_tensor *x, int dim, const kdx_tensor *idx, const kdx_tensor *src,
+                           kdx_tensor **out)
+{
+    return add_at("scatter_add", true, x, dim, idx, src, 1, out);
+}
+
+/* cat: each input takes its slice of g. */
+static kdx_status cat_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    int d = (int)n->ip[0];
+    int64_t at = 0;
+    for (int i = 0; i < n->nin; i++) {
+        int64_t len = n->next[i].shape[d];
+        if (want[i]) KDX_TRY(kdx_narrow(g, d, at, len, &gin[i]));
+        at += len;
+    }
+    return KDX_OK;
+}
+
+kdx_status kdx_cat(const kdx_tensor *const *ts, int n, int dim, kdx_tensor **out)
+{
+    kdx_status s = cat_fwd(ts, n, dim, out);
+    if (s != KDX_OK || !kdx__needs_node(n, ts)) return s;
+    kdx_node *node;
+    KDX_TRY(kdx__record("cat", cat_backward, n, ts, out, &node));
+    node->ip[0] = dim < 0 ? dim + ts[0]->ndim : dim;
+    return KDX_OK;
 }

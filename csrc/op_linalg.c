@@ -24,6 +24,8 @@ static bool blas_layout(int64_t rows, int64_t cols, int64_t rs, int64_t cs, bool
     return false;
 }
 
+static kdx_status dot_fwd(const kdx_tensor *a, const kdx_tensor *b, kdx_tensor **out);
+
 static kdx_status check_float_pair(const char *fname, const kdx_tensor *a, const kdx_tensor *b)
 {
     KDX_TRY(kdx__arg(fname, "first operand", a));
@@ -98,13 +100,13 @@ static kdx_status gemm_batched(const kdx_tensor *a0, const kdx_tensor *b0, kdx_t
     return KDX_OK;
 }
 
-kdx_status kdx_matmul(const kdx_tensor *a, const kdx_tensor *b, kdx_tensor **out)
+static kdx_status matmul_fwd(const kdx_tensor *a, const kdx_tensor *b, kdx_tensor **out)
 {
     KDX_TRY(check_float_pair("matmul", a, b));
     if (a->ndim == 0 || b->ndim == 0)
         return kdx_fail(KDX_ESHAPE, "matmul: both operands need at least 1 dim, got %s and %s", kdx__shp(a),
                         kdx__shp(b));
-    if (a->ndim == 1 && b->ndim == 1) return kdx_dot(a, b, out);
+    if (a->ndim == 1 && b->ndim == 1) return dot_fwd(a, b, out);
     /* Promote 1-D operands to matrices, remembering which dim to drop. */
     kdx_tensor *a2 = NULL, *b2 = NULL, *y = NULL, *r = NULL;
     kdx_status s = KDX_OK;
@@ -156,7 +158,7 @@ done:
     return s;
 }
 
-kdx_status kdx_dot(const kdx_tensor *a, const kdx_tensor *b, kdx_tensor **out)
+static kdx_status dot_fwd(const kdx_tensor *a, const kdx_tensor *b, kdx_tensor **out)
 {
     KDX_TRY(check_float_pair("dot", a, b));
     if (a->ndim != 1 || b->ndim != 1 || a->shape[0] != b->shape[0])
@@ -191,7 +193,7 @@ kdx_status kdx_outer(const kdx_tensor *a, const kdx_tensor *b, kdx_tensor **out)
     return s;
 }
 
-kdx_status kdx_addmm(const kdx_tensor *c, const kdx_tensor *a, const kdx_tensor *b, double beta, double alpha,
+static kdx_status addmm_fwd(const kdx_tensor *c, const kdx_tensor *a, const kdx_tensor *b, double beta, double alpha,
                      kdx_tensor **out)
 {
     KDX_TRY(check_float_pair("addmm", a, b));
@@ -213,5 +215,89 @@ kdx_status kdx_addmm(const kdx_tensor *c, const kdx_tensor *a, const kdx_tensor 
         return s;
     }
     *out = y;
+    return KDX_OK;
+}
+
+/* ---- gradients ----
+ * d(a @ b): g @ b^T and a^T @ g, with 1-D operands given back the dim they
+ * lost; broadcast batch dims are summed away by the engine. */
+
+static kdx_status matmul_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    kdx_tensor *a, *b;
+    KDX_TRY(kdx__saved(n, 0, &a));
+    KDX_TRY(kdx__saved(n, 1, &b));
+    bool a1 = a->ndim == 1, b1 = b->ndim == 1;
+    double alpha = n->p[0];
+    kdx_scope S = KDX_SCOPE;
+    kdx_tensor *a2 = a, *b2 = b, *g2 = g, *ga = NULL, *gb = NULL;
+    if (a1) KDX_KEEP(&S, a2, kdx_unsqueeze(a, 0, &kdx_o_));
+    if (b1) KDX_KEEP(&S, b2, kdx_unsqueeze(b, 1, &kdx_o_));
+    if (b1) KDX_KEEP(&S, g2, kdx_unsqueeze(g2, g2->ndim, &kdx_o_));
+    if (a1 && g2) KDX_KEEP(&S, g2, kdx_unsqueeze(g2, g2->ndim - 1, &kdx_o_));
+    if (alpha != 1) g2 = E_bins(&S, KDX_BIN_MUL, g2, alpha);
+    if (want[0]) ga = E_mm(&S, g2, E_tr(&S, b2, -1, -2));
+    if (want[1]) {
+        gb = E_mm(&S, E_tr(&S, a2, -1, -2), g2);
+        if (b1 && gb) KDX_KEEP(&S, gb, kdx_squeeze(gb, -1, 0, &kdx_o_));
+    }
+    if (S.s == KDX_OK) {
+        gin[0] = ga ? kdx_tensor_retain(ga) : NULL;
+        gin[1] = gb ? kdx_tensor_retain(gb) : NULL;
+    }
+    return kdx__scope_free(&S);
+}
+
+static kdx_status record_product(const char *name, const kdx_tensor *a, const kdx_tensor *b, kdx_status s,
+                                 kdx_tensor **out, double alpha)
+{
+    const kdx_tensor *ins[2] = {a, b};
+    if (s != KDX_OK || !kdx__needs_node(2, ins)) return s;
+    kdx_node *n;
+    KDX_TRY(kdx__record(name, matmul_backward, 2, ins, out, &n));
+    n->p[0] = alpha;
+    kdx__save(n, 0, a);
+    kdx__save(n, 1, b);
+    return KDX_OK;
+}
+
+kdx_status kdx_matmul(const kdx_tensor *a, const kdx_tensor *b, kdx_tensor **out)
+{
+    bool was = kdx__grad_pause();
+    kdx_status s = matmul_fwd(a, b, out);
+    kdx__grad_restore(was);
+    return record_product("matmul", a, b, s, out, 1);
+}
+
+kdx_status kdx_dot(const kdx_tensor *a, const kdx_tensor *b, kdx_tensor **out)
+{
+    return record_product("dot", a, b, dot_fwd(a, b, out), out, 1);
+}
+
+/* addmm: c takes beta g; a and b as matmul, scaled by alpha. */
+static kdx_status addmm_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    bool w[2] = {want[1], want[2]};
+    kdx_tensor *gab[2] = {NULL, NULL};
+    if (w[0] || w[1]) KDX_TRY(matmul_backward(n, g, w, gab));
+    gin[1] = gab[0], gin[2] = gab[1];
+    if (want[0]) return kdx_binary_scalar(KDX_BIN_MUL, g, n->p[1], 0, &gin[0]);
+    return KDX_OK;
+}
+
+kdx_status kdx_addmm(const kdx_tensor *c, const kdx_tensor *a, const kdx_tensor *b, double beta, double alpha,
+                     kdx_tensor **out)
+{
+    const kdx_tensor *ins[3] = {c, a, b};
+    bool rec = c && a && b && kdx__needs_node(3, ins);
+    bool was = kdx__grad_pause();
+    kdx_status s = addmm_fwd(c, a, b, beta, alpha, out);
+    kdx__grad_restore(was);
+    if (s != KDX_OK || !rec) return s;
+    kdx_node *n;
+    KDX_TRY(kdx__record("addmm", addmm_backward, 3, ins, out, &n));
+    n->p[0] = alpha, n->p[1] = beta;
+    kdx__save(n, 0, a);
+    kdx__save(n, 1, b);
     return KDX_OK;
 }

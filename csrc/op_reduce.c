@@ -172,7 +172,8 @@ static kdx_status reduce_setup(const char *name, const kdx_tensor *x, const int 
 /* Rows per parallel task: about 16k elements each. */
 static int64_t rows_grain(int64_t n) { return n > 0 ? 1 + 16384 / n : 16384; }
 
-kdx_status kdx_reduce(kdx_redop op, const kdx_tensor *x, const int *dims, int ndims, int keepdim, kdx_tensor **out)
+static kdx_status reduce_fwd(kdx_redop op, const kdx_tensor *x, const int *dims, int ndims, int keepdim,
+                             kdx_tensor **out)
 {
     if ((unsigned)op >= KDX_RED_COUNT) return kdx_fail(KDX_EINVAL, "reduce: unknown op %d", (int)op);
     const char *name = redop_names[op];
@@ -240,14 +241,178 @@ static kdx_status var_std(const char *name, bool take_sqrt, const kdx_tensor *x,
     return KDX_OK;
 }
 
+/* ---- gradients of reductions ----
+ * The output's gradient is brought back to the input's shape by reshaping it
+ * to the keepdim shape and expanding; ip[0] holds the dims mask, ip[1]
+ * keepdim. */
+
+/* g (of the reduced shape) as a tensor broadcastable against x. */
+static kdx_tensor *unreduce(kdx_scope *S, const kdx_tensor *g, const kdx_tensor *x, unsigned mask)
+{
+    int64_t shape[KDX_MAX_DIMS];
+    int nd = kdx__reduced_shape(x->ndim, x->shape, mask, 1, shape);
+    return E_expand(S, E_reshape(S, g, nd, shape), x->ndim, x->shape);
+}
+
+/* Number of elements reduced by mask. */
+static double reduced_count(const kdx_tensor *x, unsigned mask)
+{
+    double n = 1;
+    for (int i = 0; i < x->ndim; i++)
+        if (mask & (1u << i)) n *= (double)x->shape[i];
+    return n;
+}
+
+static int mask_dims(unsigned mask, int ndim, int *dims)
+{
+    int n = 0;
+    for (int i = 0; i < ndim; i++)
+        if (mask & (1u << i)) dims[n++] = i;
+    return n;
+}
+
+/* The reduction of n's kind recomputed from x (recorded under create_graph). */
+static kdx_tensor *reduce_again(kdx_scope *S, kdx_redop op, const kdx_tensor *x, unsigned mask)
+{
+    int dims[KDX_MAX_DIMS], nd = mask_dims(mask, x->ndim, dims);
+    kdx_tensor *r;
+    if (!x) return NULL;
+    KDX_KEEP(S, r, nd ? kdx_reduce(op, x, dims, nd, 1, &kdx_o_) : kdx_reduce(op, x, NULL, 0, 1, &kdx_o_));
+    return r;
+}
+
+/* g spread over the positions of x equal to y (the extremum), split among ties. */
+static kdx_tensor *to_extremum(kdx_scope *S, const kdx_tensor *g, const kdx_tensor *x, const kdx_tensor *y,
+                               unsigned mask)
+{
+    int dims[KDX_MAX_DIMS], nd = mask_dims(mask, x->ndim, dims);
+    kdx_tensor *hit = E_bin(S, KDX_BIN_EQ, x, y);
+    kdx_tensor *count = nd ? E_sum(S, hit, dims, nd, 1) : E_sum(S, hit, NULL, 0, 1);
+    return E_bin(S, KDX_BIN_DIV, E_bin(S, KDX_BIN_MUL, unreduce(S, g, x, mask), hit), count);
+}
+
+static kdx_status reduce_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    (void)want;
+    kdx_tensor *x;
+    KDX_TRY(kdx__saved(n, 0, &x));
+    kdx_redop op = (kdx_redop)n->ip[2];
+    unsigned mask = (unsigned)n->ip[0];
+    kdx_scope S = KDX_SCOPE;
+    kdx_tensor *ge = unreduce(&S, g, x, mask), *r = NULL;
+    switch (op) {
+    case KDX_RED_SUM: r = ge; break;
+    case KDX_RED_MEAN: r = E_bins(&S, KDX_BIN_DIV, ge, reduced_count(x, mask)); break;
+    case KDX_RED_PROD: {
+        /* Exact with zeros: the product of the others is prod/x where x != 0,
+           the product of the non-zeros where x is the only zero, else 0. */
+        int dims[KDX_MAX_DIMS], nd = mask_dims(mask, x->ndim, dims);
+        kdx_tensor *zero = E_mask(&S, KDX_BIN_EQ, x, 0), *one = E_zeros(&S, x->dtype, 0, NULL);
+        one = E_bins(&S, KDX_BIN_ADD, one, 1);
+        kdx_tensor *nz = E_where(&S, zero, one, x);
+        kdx_tensor *pnz = reduce_again(&S, KDX_RED_PROD, nz, mask);
+        kdx_tensor *zeros = nd ? E_sum(&S, zero, dims, nd, 1) : E_sum(&S, zero, NULL, 0, 1);
+        kdx_tensor *none = E_mask(&S, KDX_BIN_EQ, zeros, 0), *single = E_mask(&S, KDX_BIN_EQ, zeros, 1);
+        kdx_tensor *others = E_where(&S, zero, E_bin(&S, KDX_BIN_MUL, pnz, single),
+                                     E_bin(&S, KDX_BIN_MUL, E_bin(&S, KDX_BIN_DIV, pnz, nz), none));
+        r = E_bin(&S, KDX_BIN_MUL, ge, others);
+        break;
+    }
+    case KDX_RED_LOGSUMEXP: /* g softmax(x) */
+        r = E_bin(&S, KDX_BIN_MUL, ge, E_un(&S, KDX_UN_EXP, E_bin(&S, KDX_BIN_SUB, x, reduce_again(&S, op, x, mask)), 0, 0));
+        break;
+    case KDX_RED_AMAX:
+    case KDX_RED_AMIN: r = to_extremum(&S, g, x, reduce_again(&S, op, x, mask), mask); break;
+    case KDX_RED_NORM1: r = E_bin(&S, KDX_BIN_MUL, ge, E_un(&S, KDX_UN_SIGN, x, 0, 0)); break;
+    case KDX_RED_NORM2: { /* g x / |x|, 0 where |x| = 0 */
+        kdx_tensor *nrm = reduce_again(&S, op, x, mask);
+        kdx_tensor *safe = E_where(&S, E_mask(&S, KDX_BIN_EQ, nrm, 0), E_bins(&S, KDX_BIN_ADD, nrm, 1), nrm);
+        r = E_bin(&S, KDX_BIN_MUL, ge, E_bin(&S, KDX_BIN_DIV, x, safe));
+        break;
+    }
+    case KDX_RED_NORMINF: {
+        kdx_tensor *ax = E_un(&S, KDX_UN_ABS, x, 0, 0);
+        r = E_bin(&S, KDX_BIN_MUL, to_extremum(&S, g, ax, reduce_again(&S, KDX_RED_AMAX, ax, mask), mask),
+                  E_un(&S, KDX_UN_SIGN, x, 0, 0));
+        break;
+    }
+    default: break;
+    }
+    return kdx__scope_end(&S, r, &gin[0]);
+}
+
+/* Records a reduction of x over dims (already checked by its forward). */
+static kdx_status record_reduce(const char *name, kdx_backward_fn bw, int code, const kdx_tensor *x, const int *dims,
+                                int ndims, int keepdim, kdx_tensor **out, kdx_node **node)
+{
+    const kdx_tensor *ins[1] = {x};
+    unsigned mask;
+    KDX_TRY(kdx__dims_mask(name, x->ndim, dims, ndims, &mask));
+    kdx_node *n;
+    KDX_TRY(kdx__record(name, bw, 1, ins, out, &n));
+    n->ip[0] = mask, n->ip[1] = keepdim, n->ip[2] = code;
+    kdx__save(n, 0, x);
+    if (node) *node = n;
+    return KDX_OK;
+}
+
+kdx_status kdx_reduce(kdx_redop op, const kdx_tensor *x, const int *dims, int ndims, int keepdim, kdx_tensor **out)
+{
+    const kdx_tensor *ins[1] = {x};
+    bool rec = x && (unsigned)op < KDX_RED_COUNT && kdx__needs_node(1, ins);
+    bool was = kdx__grad_pause();
+    kdx_status s = reduce_fwd(op, x, dims, ndims, keepdim, out);
+    kdx__grad_restore(was);
+    if (s != KDX_OK || !rec) return s;
+    return record_reduce(redop_names[op], reduce_backward, op, x, dims, ndims, keepdim, out, NULL);
+}
+
+/* var: g 2 (x - mean) / (n - c); std: g (x - mean) / ((n - c) std). */
+static kdx_status var_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    (void)want;
+    kdx_tensor *x;
+    KDX_TRY(kdx__saved(n, 0, &x));
+    unsigned mask = (unsigned)n->ip[0];
+    bool is_std = n->ip[2] != 0;
+    double denom = reduced_count(x, mask) - n->p[0];
+    kdx_scope S = KDX_SCOPE;
+    kdx_tensor *d = E_bin(&S, KDX_BIN_SUB, x, reduce_again(&S, KDX_RED_MEAN, x, mask));
+    kdx_tensor *ge = unreduce(&S, g, x, mask), *r;
+    if (!is_std) {
+        r = E_bins(&S, KDX_BIN_MUL, E_bin(&S, KDX_BIN_MUL, ge, d), 2 / denom);
+    } else {
+        int dims[KDX_MAX_DIMS], nd = mask_dims(mask, x->ndim, dims);
+        kdx_tensor *sd;
+        KDX_KEEP(&S, sd, nd ? kdx_std(x, dims, nd, n->p[0], 1, &kdx_o_) : kdx_std(x, NULL, 0, n->p[0], 1, &kdx_o_));
+        r = E_bin(&S, KDX_BIN_DIV, E_bins(&S, KDX_BIN_MUL, E_bin(&S, KDX_BIN_MUL, ge, d), 1 / denom), sd);
+    }
+    return kdx__scope_end(&S, r, &gin[0]);
+}
+
+static kdx_status var_std_rec(const char *name, bool take_sqrt, const kdx_tensor *x, const int *dims, int ndims,
+                              double correction, int keepdim, kdx_tensor **out)
+{
+    const kdx_tensor *ins[1] = {x};
+    bool rec = x && kdx__needs_node(1, ins);
+    bool was = kdx__grad_pause();
+    kdx_status s = var_std(name, take_sqrt, x, dims, ndims, correction, keepdim, out);
+    kdx__grad_restore(was);
+    if (s != KDX_OK || !rec) return s;
+    kdx_node *n;
+    KDX_TRY(record_reduce(name, var_backward, take_sqrt, x, dims, ndims, keepdim, out, &n));
+    n->p[0] = correction;
+    return KDX_OK;
+}
+
 kdx_status kdx_var(const kdx_tensor *x, const int *dims, int ndims, double correction, int keepdim, kdx_tensor **out)
 {
-    return var_std("var", false, x, dims, ndims, correction, keepdim, out);
+    return var_std_rec("var", false, x, dims, ndims, correction, keepdim, out);
 }
 
 kdx_status kdx_std(const kdx_tensor *x, const int *dims, int ndims, double correction, int keepdim, kdx_tensor **out)
 {
-    return var_std("std", true, x, dims, ndims, correction, keepdim, out);
+    return var_std_rec("std", true, x, dims, ndims, correction, keepdim, out);
 }
 
 /* ---- max/min with indices, argmax/argmin ---- */
@@ -320,14 +485,62 @@ static kdx_status max_min(const char *name, bool want_max, const kdx_tensor *x, 
     return arg_reduce(name, want_max, x, mask, keepdim, values, indices);
 }
 
+/* The gradient goes to the position each index names (ties: the first). */
+static kdx_status max_min_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    (void)want;
+    kdx_tensor *x, *idx;
+    KDX_TRY(kdx__saved(n, 0, &x));
+    KDX_TRY(kdx__saved(n, 1, &idx));
+    unsigned mask = (unsigned)n->ip[0];
+    int d = (int)n->ip[3];
+    kdx_scope S = KDX_SCOPE;
+    /* positions 0..size-1 along d, shaped to broadcast against x */
+    int64_t shape[KDX_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) shape[i] = i == d ? x->shape[d] : 1;
+    kdx_tensor *pos;
+    KDX_KEEP(&S, pos, kdx_arange(0, (double)(x->ndim ? x->shape[d] : 1), 1, KDX_DTYPE_I64, &kdx_o_));
+    pos = E_reshape(&S, pos, x->ndim, shape);
+    int64_t kshape[KDX_MAX_DIMS];
+    int knd = kdx__reduced_shape(x->ndim, x->shape, mask, 1, kshape);
+    kdx_tensor *hit = E_bin(&S, KDX_BIN_EQ, pos, E_reshape(&S, idx, knd, kshape));
+    kdx_tensor *r = E_bin(&S, KDX_BIN_MUL, unreduce(&S, g, x, mask), hit); /* int 0/1 promotes to g's dtype */
+    return kdx__scope_end(&S, r, &gin[0]);
+}
+
+static kdx_status max_min_rec(const char *name, bool want_max, const kdx_tensor *x, int dim, int keepdim,
+                              kdx_tensor **values, kdx_tensor **indices)
+{
+    const kdx_tensor *ins[1] = {x};
+    bool rec = x && values && kdx__needs_node(1, ins);
+    kdx_tensor *ix = NULL;
+    bool was = kdx__grad_pause();
+    kdx_status s = max_min(name, want_max, x, dim, keepdim, values, rec || indices ? &ix : NULL);
+    kdx__grad_restore(was);
+    if (s != KDX_OK) return s;
+    if (rec) {
+        int d = 0;
+        kdx__dim(name, x->ndim, dim, &d);
+        kdx_node *n;
+        s = record_reduce(name, max_min_backward, 0, x, &d, x->ndim ? 1 : 0, keepdim, values, &n);
+        if (s == KDX_OK) {
+            n->ip[3] = d;
+            kdx__save(n, 1, ix);
+        }
+    }
+    if (s == KDX_OK && indices) *indices = ix;
+    else kdx_tensor_release(ix);
+    return s;
+}
+
 kdx_status kdx_max(const kdx_tensor *x, int dim, int keepdim, kdx_tensor **values, kdx_tensor **indices)
 {
-    return max_min("max", true, x, dim, keepdim, values, indices);
+    return max_min_rec("max", true, x, dim, keepdim, values, indices);
 }
 
 kdx_status kdx_min(const kdx_tensor *x, int dim, int keepdim, kdx_tensor **values, kdx_tensor **indices)
 {
-    return max_min("min", false, x, dim, keepdim, values, indices);
+    return max_min_rec("min", false, x, dim, keepdim, values, indices);
 }
 
 static kdx_status argmaxmin(const char *name, bool want_max, const kdx_tensor *x, int dim, int all, int keepdim,
@@ -351,7 +564,7 @@ kdx_status kdx_argmin(const kdx_tensor *x, int dim, int all, int keepdim, kdx_te
 
 /* ---- cumsum ---- */
 
-kdx_status kdx_cumsum(const kdx_tensor *x, int dim, kdx_tensor **out)
+static kdx_status cumsum_fwd(const kdx_tensor *x, int dim, kdx_tensor **out)
 {
     KDX_TRY(kdx__arg("cumsum", "input", x));
     int d;
@@ -390,5 +603,33 @@ kdx_status kdx_cumsum(const kdx_tensor *x, int dim, kdx_tensor **out)
             }
         }
     *out = y;
+    return KDX_OK;
+}
+
+/* d cumsum / dx: the reversed cumulative sum, sum(g) - cumsum(g) + g. */
+static kdx_status cumsum_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    (void)want;
+    int d = (int)n->ip[0];
+    kdx_scope S = KDX_SCOPE;
+    kdx_tensor *c;
+    KDX_KEEP(&S, c, kdx_cumsum(g, d, &kdx_o_));
+    kdx_tensor *r = g->ndim ? E_bin(&S, KDX_BIN_ADD, E_bin(&S, KDX_BIN_SUB, E_sum(&S, g, &d, 1, 1), c), g) : g;
+    return kdx__scope_end(&S, r, &gin[0]);
+}
+
+kdx_status kdx_cumsum(const kdx_tensor *x, int dim, kdx_tensor **out)
+{
+    const kdx_tensor *ins[1] = {x};
+    bool rec = x && kdx__needs_node(1, ins);
+    bool was = kdx__grad_pause();
+    kdx_status s = cumsum_fwd(x, dim, out);
+    kdx__grad_restore(was);
+    if (s != KDX_OK || !rec) return s;
+    int d = 0;
+    kdx__dim("cumsum", x->ndim, dim, &d);
+    kdx_node *n;
+    KDX_TRY(kdx__record("cumsum", cumsum_backward, 1, ins, out, &n));
+    n->ip[0] = d;
     return KDX_OK;
 }

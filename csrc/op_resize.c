@@ -259,8 +259,8 @@ static kdx_status pad_check(const kdx_tensor *x, const int64_t *pads, int npads,
     return KDX_OK;
 }
 
-kdx_status kdx_pad(const kdx_tensor *x, const int64_t *pads, int npads, kdx_pad_mode mode, double value,
-                   kdx_tensor **out)
+static kdx_status pad_fwd(const kdx_tensor *x, const int64_t *pads, int npads, kdx_pad_mode mode, double value,
+                          kdx_tensor **out)
 {
     int64_t oshape[KDX_MAX_DIMS], lo[KDX_MAX_DIMS];
     KDX_TRY(pad_check(x, pads, npads, mode, value, oshape, lo));
@@ -290,5 +290,36 @@ kdx_status kdx_pad(const kdx_tensor *x, const int64_t *pads, int npads, kdx_pad_
     }
     kdx_tensor_release(xc);
     *out = y;
+    return KDX_OK;
+}
+
+/* Constant padding is linear and its adjoint is padding by the opposite
+   amounts (cropping what was added). ip holds the pads, p[0] their count. */
+static kdx_status pad_constant_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    (void)want;
+    int np = (int)n->p[0];
+    int64_t neg[2 * KDX_MAX_DIMS];
+    for (int i = 0; i < np; i++) neg[i] = -n->ip[i];
+    return kdx_pad(g, neg, np, KDX_PAD_CONSTANT, 0, &gin[0]);
+}
+
+kdx_status kdx_pad(const kdx_tensor *x, const int64_t *pads, int npads, kdx_pad_mode mode, double value,
+                   kdx_tensor **out)
+{
+    bool was = kdx__grad_pause();
+    kdx_status s = pad_fwd(x, pads, npads, mode, value, out);
+    kdx__grad_restore(was);
+    if (s != KDX_OK || !kdx__needs_node(1, &x)) return s;
+    if (mode != KDX_PAD_CONSTANT) {
+        kdx_tensor_release(*out);
+        *out = NULL;
+        return kdx_fail(KDX_ESTATE, "pad: the gradient of %s padding is not implemented yet",
+                        mode == KDX_PAD_REFLECT ? "reflect" : "replicate");
+    }
+    kdx_node *n;
+    KDX_TRY(kdx__record("pad", pad_constant_backward, 1, &x, out, &n));
+    for (int i = 0; i < npads; i++) n->ip[i] = pads[i];
+    n->p[0] = npads;
     return KDX_OK;
 }

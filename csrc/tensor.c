@@ -34,6 +34,8 @@ void kdx_tensor_release(kdx_tensor *t)
     if (t && atomic_fetch_sub(&t->refs, 1) == 1) {
         kdx_storage *s = t->storage;
         atomic_fetch_sub(&live_tensors, 1);
+        kdx_tensor_release(t->grad);
+        kdx__node_release(t->grad_fn);
         if (!t->in_block) kdx__free(t, sizeof *t);
         storage_release(s); /* last: it may free the block that holds t */
     }
@@ -300,7 +302,9 @@ kdx_status kdx_tensor_get_i64(const kdx_tensor *t, const int64_t *idx, int64_t *
 kdx_status kdx_tensor_set(kdx_tensor *t, const int64_t *idx, double v)
 {
     char *p = NULL;
+    KDX_TRY(kdx__check_inplace("set", t));
     KDX_TRY(element("set", t, idx, &p));
+    kdx__bump(t);
     if (t->dtype == KDX_DTYPE_I64 && !(fabs(v) < 9.3e18))
         return kdx_fail(KDX_EINVAL, "set: value %g does not fit in int64", v);
     store(t->dtype, p, v);
@@ -310,7 +314,9 @@ kdx_status kdx_tensor_set(kdx_tensor *t, const int64_t *idx, double v)
 kdx_status kdx_tensor_set_i64(kdx_tensor *t, const int64_t *idx, int64_t v)
 {
     char *p = NULL;
+    KDX_TRY(kdx__check_inplace("set", t));
     KDX_TRY(element("set", t, idx, &p));
+    kdx__bump(t);
     if (t->dtype == KDX_DTYPE_I64) *(int64_t *)p = v;
     else store(t->dtype, p, (double)v);
     return KDX_OK;

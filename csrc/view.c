@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+static kdx_status clone_fwd(const kdx_tensor *t, kdx_tensor **out);
+
 /* Resolves a -1 entry and checks the element count is unchanged. */
 static kdx_status infer_shape(const char *fname, const kdx_tensor *t, int ndim, const int64_t *shape, int64_t *out)
 {
@@ -71,7 +73,7 @@ static bool view_strides(const kdx_tensor *t, int ndim, const int64_t *shape, in
     return view_d == -1;
 }
 
-kdx_status kdx_view(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_tensor **out)
+static kdx_status view_fwd(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_tensor **out)
 {
     KDX_TRY(kdx__arg("view", "tensor", t));
     int64_t sh[KDX_MAX_DIMS], st[KDX_MAX_DIMS];
@@ -82,21 +84,21 @@ kdx_status kdx_view(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_ten
     return kdx__view_of(t, ndim, sh, st, t->offset, out);
 }
 
-kdx_status kdx_reshape(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_tensor **out)
+static kdx_status reshape_fwd(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_tensor **out)
 {
     KDX_TRY(kdx__arg("reshape", "tensor", t));
     int64_t sh[KDX_MAX_DIMS], st[KDX_MAX_DIMS];
     KDX_TRY(infer_shape("reshape", t, ndim, shape, sh));
     if (view_strides(t, ndim, sh, st)) return kdx__view_of(t, ndim, sh, st, t->offset, out);
     kdx_tensor *c;
-    KDX_TRY(kdx_clone(t, &c));
+    KDX_TRY(clone_fwd(t, &c));
     kdx__contig_strides(ndim, sh, st);
     kdx_status s = kdx__view_of(c, ndim, sh, st, 0, out);
     kdx_tensor_release(c);
     return s;
 }
 
-kdx_status kdx_transpose(const kdx_tensor *t, int d0, int d1, kdx_tensor **out)
+static kdx_status transpose_fwd(const kdx_tensor *t, int d0, int d1, kdx_tensor **out)
 {
     KDX_TRY(kdx__arg("transpose", "tensor", t));
     int a, b;
@@ -112,7 +114,7 @@ kdx_status kdx_transpose(const kdx_tensor *t, int d0, int d1, kdx_tensor **out)
     return kdx__view_of(t, t->ndim, sh, st, t->offset, out);
 }
 
-kdx_status kdx_permute(const kdx_tensor *t, const int *dims, int ndim, kdx_tensor **out)
+static kdx_status permute_fwd(const kdx_tensor *t, const int *dims, int ndim, kdx_tensor **out)
 {
     KDX_TRY(kdx__arg("permute", "tensor", t));
     if (ndim != t->ndim)
@@ -130,7 +132,7 @@ kdx_status kdx_permute(const kdx_tensor *t, const int *dims, int ndim, kdx_tenso
     return kdx__view_of(t, ndim, sh, st, t->offset, out);
 }
 
-kdx_status kdx_narrow(const kdx_tensor *t, int dim, int64_t start, int64_t length, kdx_tensor **out)
+static kdx_status narrow_fwd(const kdx_tensor *t, int dim, int64_t start, int64_t length, kdx_tensor **out)
 {
     KDX_TRY(kdx__arg("narrow", "tensor", t));
     if (t->ndim == 0) return kdx_fail(KDX_ESHAPE, "narrow: cannot narrow a 0-d tensor");
@@ -147,7 +149,7 @@ kdx_status kdx_narrow(const kdx_tensor *t, int dim, int64_t start, int64_t lengt
     return kdx__view_of(t, t->ndim, sh, t->stride, t->offset + start * t->stride[d], out);
 }
 
-kdx_status kdx_select(const kdx_tensor *t, int dim, int64_t index, kdx_tensor **out)
+static kdx_status select_fwd(const kdx_tensor *t, int dim, int64_t index, kdx_tensor **out)
 {
     KDX_TRY(kdx__arg("select", "tensor", t));
     if (t->ndim == 0) return kdx_fail(KDX_ESHAPE, "select: cannot select from a 0-d tensor");
@@ -165,7 +167,7 @@ kdx_status kdx_select(const kdx_tensor *t, int dim, int64_t index, kdx_tensor **
     return kdx__view_of(t, n, sh, st, t->offset + index * t->stride[d], out);
 }
 
-kdx_status kdx_squeeze(const kdx_tensor *t, int dim, int all, kdx_tensor **out)
+static kdx_status squeeze_fwd(const kdx_tensor *t, int dim, int all, kdx_tensor **out)
 {
     KDX_TRY(kdx__arg("squeeze", "tensor", t));
     int d = -1;
@@ -179,7 +181,7 @@ kdx_status kdx_squeeze(const kdx_tensor *t, int dim, int all, kdx_tensor **out)
     return kdx__view_of(t, n, sh, st, t->offset, out);
 }
 
-kdx_status kdx_unsqueeze(const kdx_tensor *t, int dim, kdx_tensor **out)
+static kdx_status unsqueeze_fwd(const kdx_tensor *t, int dim, kdx_tensor **out)
 {
     KDX_TRY(kdx__arg("unsqueeze", "tensor", t));
     if (t->ndim >= KDX_MAX_DIMS)
@@ -199,7 +201,7 @@ kdx_status kdx_unsqueeze(const kdx_tensor *t, int dim, kdx_tensor **out)
     return kdx__view_of(t, t->ndim + 1, sh, st, t->offset, out);
 }
 
-kdx_status kdx_expand(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_tensor **out)
+static kdx_status expand_fwd(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_tensor **out)
 {
     KDX_TRY(kdx__arg("expand", "tensor", t));
     if (ndim < t->ndim || ndim > KDX_MAX_DIMS)
@@ -290,6 +292,7 @@ kdx_status kdx_copy_(kdx_tensor *dst, const kdx_tensor *src)
     KDX_TRY(kdx__arg("copy_", "destination", dst));
     KDX_TRY(kdx__arg("copy_", "source", src));
     KDX_TRY(kdx__check_writable("copy_", dst));
+    KDX_TRY(kdx__check_inplace("copy_", dst));
     int nd;
     int64_t sh[KDX_MAX_DIMS];
     KDX_TRY(kdx_broadcast_shape("copy_", dst->ndim, dst->shape, src->ndim, src->shape, &nd, sh));
@@ -303,16 +306,18 @@ kdx_status kdx_copy_(kdx_tensor *dst, const kdx_tensor *src)
     if (dst->storage == src->storage && dst != src) {
         /* Overlapping storage: go through a temporary so the result is as if copied at once. */
         kdx_tensor *tmp;
-        KDX_TRY(kdx_clone(src, &tmp));
+        KDX_TRY(clone_fwd(src, &tmp));
         copy_converting(dst, tmp);
         kdx_tensor_release(tmp);
+        kdx__bump(dst);
         return KDX_OK;
     }
     copy_converting(dst, src);
+    kdx__bump(dst);
     return KDX_OK;
 }
 
-kdx_status kdx_clone(const kdx_tensor *t, kdx_tensor **out)
+static kdx_status clone_fwd(const kdx_tensor *t, kdx_tensor **out)
 {
     KDX_TRY(kdx__arg("clone", "tensor", t));
     kdx_tensor *c;
@@ -322,17 +327,17 @@ kdx_status kdx_clone(const kdx_tensor *t, kdx_tensor **out)
     return KDX_OK;
 }
 
-kdx_status kdx_contiguous(const kdx_tensor *t, kdx_tensor **out)
+static kdx_status contiguous_fwd(const kdx_tensor *t, kdx_tensor **out)
 {
     KDX_TRY(kdx__arg("contiguous", "tensor", t));
     if (kdx_tensor_is_contiguous(t)) {
         *out = kdx_tensor_retain((kdx_tensor *)t);
         return KDX_OK;
     }
-    return kdx_clone(t, out);
+    return clone_fwd(t, out);
 }
 
-kdx_status kdx_to(const kdx_tensor *t, kdx_dtype dt, kdx_tensor **out)
+static kdx_status to_fwd(const kdx_tensor *t, kdx_dtype dt, kdx_tensor **out)
 {
     KDX_TRY(kdx__arg("to", "tensor", t));
     if ((unsigned)dt > KDX_DTYPE_I64) return kdx_fail(KDX_EDTYPE, "to: unknown dtype %d", (int)dt);
@@ -345,4 +350,148 @@ kdx_status kdx_to(const kdx_tensor *t, kdx_dtype dt, kdx_tensor **out)
     copy_converting(c, t);
     *out = c;
     return KDX_OK;
+}
+
+/* ---- gradients of views and copies ----
+ * A view's gradient is the output's gradient put back into the input's shape:
+ * reshaped, transposed back, or zero-padded where the view cut. */
+
+/* g reshaped to input i's shape: view, reshape, squeeze, unsqueeze. */
+static kdx_status reshape_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    (void)want;
+    return kdx_reshape(g, n->next[0].ndim, n->next[0].shape, &gin[0]);
+}
+
+/* g as it is (expand: the engine sums broadcast dims; clone, to: identity). */
+static kdx_status identity_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    (void)n, (void)want;
+    gin[0] = kdx_tensor_retain(g);
+    return KDX_OK;
+}
+
+static kdx_status transpose_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    (void)want;
+    return kdx_transpose(g, (int)n->ip[0], (int)n->ip[1], &gin[0]);
+}
+
+static kdx_status permute_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    (void)want;
+    int inv[KDX_MAX_DIMS];
+    for (int i = 0; i < g->ndim; i++) inv[n->ip[i]] = i;
+    return kdx_permute(g, inv, g->ndim, &gin[0]);
+}
+
+/* narrow: zeros around g along dim ip[0], from ip[1] for ip[2] entries. */
+static kdx_status narrow_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    (void)want;
+    const kdx_edge *e = &n->next[0];
+    int d = (int)n->ip[0], np = 2 * (e->ndim - d);
+    int64_t pads[2 * KDX_MAX_DIMS] = {0};
+    pads[np - 2] = n->ip[1];
+    pads[np - 1] = e->shape[d] - n->ip[1] - n->ip[2];
+    return kdx_pad(g, pads, np, KDX_PAD_CONSTANT, 0, &gin[0]);
+}
+
+/* select: g with the dim put back (size 1), then padded as for narrow. */
+static kdx_status select_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    kdx_tensor *u;
+    KDX_TRY(kdx_unsqueeze(g, (int)n->ip[0], &u));
+    kdx_status s = narrow_backward(n, u, want, gin);
+    kdx_tensor_release(u);
+    return s;
+}
+
+/* Records a view-like op of t (when needed); ip[0..] are its parameters. */
+static kdx_status record1(const char *name, kdx_backward_fn bw, const kdx_tensor *t, kdx_status s, kdx_tensor **out,
+                          const int64_t *ip, int nip)
+{
+    if (s != KDX_OK || !kdx__needs_node(1, &t)) return s;
+    kdx_node *n;
+    KDX_TRY(kdx__record(name, bw, 1, &t, out, &n));
+    for (int i = 0; i < nip; i++) n->ip[i] = ip[i];
+    return KDX_OK;
+}
+
+kdx_status kdx_view(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_tensor **out)
+{
+    return record1("view", reshape_backward, t, view_fwd(t, ndim, shape, out), out, NULL, 0);
+}
+
+kdx_status kdx_reshape(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_tensor **out)
+{
+    return record1("reshape", reshape_backward, t, reshape_fwd(t, ndim, shape, out), out, NULL, 0);
+}
+
+kdx_status kdx_transpose(const kdx_tensor *t, int d0, int d1, kdx_tensor **out)
+{
+    kdx_status s = transpose_fwd(t, d0, d1, out);
+    int64_t ip[2] = {d0, d1};
+    return record1("transpose", transpose_backward, t, s, out, ip, 2);
+}
+
+kdx_status kdx_permute(const kdx_tensor *t, const int *dims, int ndim, kdx_tensor **out)
+{
+    kdx_status s = permute_fwd(t, dims, ndim, out);
+    int64_t ip[KDX_MAX_DIMS];
+    for (int i = 0; s == KDX_OK && i < ndim; i++) ip[i] = dims[i] < 0 ? dims[i] + ndim : dims[i];
+    return record1("permute", permute_backward, t, s, out, ip, s == KDX_OK ? ndim : 0);
+}
+
+kdx_status kdx_narrow(const kdx_tensor *t, int dim, int64_t start, int64_t length, kdx_tensor **out)
+{
+    kdx_status s = narrow_fwd(t, dim, start, length, out);
+    if (s != KDX_OK) return s;
+    int d = dim < 0 ? dim + t->ndim : dim;
+    int64_t ip[3] = {d, start < 0 ? start + t->shape[d] : start, length};
+    return record1("narrow", narrow_backward, t, s, out, ip, 3);
+}
+
+kdx_status kdx_select(const kdx_tensor *t, int dim, int64_t index, kdx_tensor **out)
+{
+    kdx_status s = select_fwd(t, dim, index, out);
+    if (s != KDX_OK) return s;
+    int d = dim < 0 ? dim + t->ndim : dim;
+    int64_t ip[3] = {d, index < 0 ? index + t->shape[d] : index, 1};
+    return record1("select", select_backward, t, s, out, ip, 3);
+}
+
+kdx_status kdx_squeeze(const kdx_tensor *t, int dim, int all, kdx_tensor **out)
+{
+    return record1("squeeze", reshape_backward, t, squeeze_fwd(t, dim, all, out), out, NULL, 0);
+}
+
+kdx_status kdx_unsqueeze(const kdx_tensor *t, int dim, kdx_tensor **out)
+{
+    return record1("unsqueeze", reshape_backward, t, unsqueeze_fwd(t, dim, out), out, NULL, 0);
+}
+
+kdx_status kdx_expand(const kdx_tensor *t, int ndim, const int64_t *shape, kdx_tensor **out)
+{
+    return record1("expand", identity_backward, t, expand_fwd(t, ndim, shape, out), out, NULL, 0);
+}
+
+kdx_status kdx_clone(const kdx_tensor *t, kdx_tensor **out)
+{
+    return record1("clone", identity_backward, t, clone_fwd(t, out), out, NULL, 0);
+}
+
+kdx_status kdx_contiguous(const kdx_tensor *t, kdx_tensor **out)
+{
+    kdx_status s = contiguous_fwd(t, out);
+    if (s == KDX_OK && *out == t) return s; /* the same tensor, same graph */
+    return record1("contiguous", identity_backward, t, s, out, NULL, 0);
+}
+
+kdx_status kdx_to(const kdx_tensor *t, kdx_dtype dt, kdx_tensor **out)
+{
+    kdx_status s = to_fwd(t, dt, out);
+    if (s == KDX_OK && *out == t) return s;
+    if (s == KDX_OK && dt == KDX_DTYPE_I64) return s; /* int64 results take no gradient */
+    return record1("to", identity_backward, t, s, out, NULL, 0);
 }

@@ -108,6 +108,7 @@ int luaopen_kdx_core(lua_State *L)
     kdxL_open_tensor(L, methods);
     kdxL_open_ops(L, methods);
     kdxL_open_nn(L, methods);
+    kdxL_open_autograd(L, methods);
     lua_pop(L, 1);
 
     static const luaL_Reg fns[] = {

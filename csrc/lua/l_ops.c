@@ -200,8 +200,15 @@ static int l_var_std(lua_State *L)
     return 1;
 }
 
-/* Shifts a 0-based index tensor in a box to 1-based. */
-static void to_lua_indices(lua_State *L, kdx_tensor *ix) { kdxL_check(L, kdx_binary_scalar_(KDX_BIN_ADD, ix, 1)); }
+/* Replaces the 0-based index tensor in box by a 1-based copy (a copy: the
+   engine may have kept the original, e.g. for max's gradient). */
+static void to_lua_indices(lua_State *L, kdx_tensor **box)
+{
+    kdx_tensor *one;
+    kdxL_check(L, kdx_binary_scalar(KDX_BIN_ADD, *box, 1, 0, &one));
+    kdx_tensor_release(*box);
+    *box = one;
+}
 
 /* max/min: (t) -> 0-d; (t, d, keepdim?) -> values, indices; (t, other) -> elementwise. */
 static int l_max_min(lua_State *L)
@@ -223,7 +230,7 @@ static int l_max_min(lua_State *L)
     int keepdim = lua_toboolean(L, 3);
     kdx_tensor **vals = kdxL_newbox(L), **idx = kdxL_newbox(L);
     kdxL_check(L, (want_max ? kdx_max : kdx_min)(x, d, keepdim, vals, idx));
-    to_lua_indices(L, *idx);
+    to_lua_indices(L, idx);
     return 2;
 }
 
@@ -237,7 +244,7 @@ static int l_argmax_min(lua_State *L)
     int d = all ? 0 : kdxL_checkdim(L, 2, kdx_tensor_ndim(x), fname);
     kdx_tensor **box = kdxL_newbox(L);
     kdxL_check(L, (want_max ? kdx_argmax : kdx_argmin)(x, d, all, lua_toboolean(L, 3), box));
-    to_lua_indices(L, *box);
+    to_lua_indices(L, box);
     return 1;
 }
 
@@ -482,14 +489,14 @@ void kdxL_open_ops(lua_State *L, int methods)
         {"log", KDX_UN_LOG}, {"log1p", KDX_UN_LOG1P}, {"sqrt", KDX_UN_SQRT}, {"rsqrt", KDX_UN_RSQRT},
         {"sin", KDX_UN_SIN}, {"cos", KDX_UN_COS}, {"tanh", KDX_UN_TANH}, {"sigmoid", KDX_UN_SIGMOID},
         {"relu", KDX_UN_RELU}, {"leaky_relu", KDX_UN_LEAKY_RELU}, {"gelu", KDX_UN_GELU},
-        {"elu", KDX_UN_ELU}, {"softplus", KDX_UN_SOFTPLUS}, {"clamp", KDX_UN_CLAMP}, {NULL, 0}};
+        {"elu", KDX_UN_ELU}, {"softplus", KDX_UN_SOFTPLUS}, {"clamp", KDX_UN_CLAMP}, {"erf", KDX_UN_ERF}, {NULL, 0}};
     static const named_op unops_[] = {
         {"neg_", KDX_UN_NEG}, {"abs_", KDX_UN_ABS}, {"sign_", KDX_UN_SIGN}, {"exp_", KDX_UN_EXP},
         {"log_", KDX_UN_LOG}, {"log1p_", KDX_UN_LOG1P}, {"sqrt_", KDX_UN_SQRT}, {"rsqrt_", KDX_UN_RSQRT},
         {"sin_", KDX_UN_SIN}, {"cos_", KDX_UN_COS}, {"tanh_", KDX_UN_TANH}, {"sigmoid_", KDX_UN_SIGMOID},
         {"relu_", KDX_UN_RELU}, {"leaky_relu_", KDX_UN_LEAKY_RELU}, {"gelu_", KDX_UN_GELU},
         {"elu_", KDX_UN_ELU}, {"softplus_", KDX_UN_SOFTPLUS}, {"clamp_", KDX_UN_CLAMP},
-        {"fill_", KDX_UN_FILL}, {NULL, 0}};
+        {"fill_", KDX_UN_FILL}, {"erf_", KDX_UN_ERF}, {NULL, 0}};
     static const named_op reductions[] = {
         {"sum", KDX_RED_SUM}, {"mean", KDX_RED_MEAN}, {"prod", KDX_RED_PROD},
         {"logsumexp", KDX_RED_LOGSUMEXP}, {"amax", KDX_RED_AMAX}, {"amin", KDX_RED_AMIN}, {NULL, 0}};

@@ -117,7 +117,7 @@ core._meta.__tostring = tostring_tensor
 -- ------------------------------------------------------------- submodules --
 
 -- Submodules load on first use, so `require "kdx"` stays cheap.
-local lazy = {}
+local lazy = {autograd = true}
 setmetatable(kdx, {
   __index = function(t, key)
     if lazy[key] then
