@@ -340,20 +340,34 @@ static int l_scatter(lua_State *L)
         kdxL_check(L, kdx_full(kdx_tensor_dtype(x), kdx_tensor_ndim(idx), kdx_tensor_shape(idx), v, sb));
         src = *sb;
     }
+    if (add == 2) { /* scatter_add: a new tensor */
+        kdx_tensor **box = kdxL_newbox(L);
+        kdxL_check(L, kdx_scatter_add(x, d, idx, src, box));
+        return 1;
+    }
     kdxL_check(L, (add ? kdx_scatter_add_ : kdx_scatter_)(x, d, idx, src));
     lua_settop(L, 1);
     return 1;
 }
 
-static int l_index_add_(lua_State *L)
+/* index_add_ (in place) and index_add (a new tensor) */
+static int l_index_add(lua_State *L)
 {
     lua_settop(L, 5); /* fixed argument slots: values pushed later sit above them */
-    kdx_tensor *x = kdxL_checktensor(L, 1, "index_add_");
-    if (kdx_tensor_ndim(x) == 0) return luaL_error(L, "kdx.index_add_: input is 0-d");
-    int d = kdxL_checkdim(L, 2, kdx_tensor_ndim(x), "index_add_");
-    kdx_tensor *idx = kdxL_checkindices(L, 3, kdx_tensor_shape(x)[d], "index_add_");
-    kdx_tensor *src = kdxL_checktensor(L, 4, "index_add_");
-    kdxL_checkas(L, kdx_index_add_(x, d, idx, src, kdxL_optnum(L, 5, 1, "index_add_", "alpha")), "index_add_");
+    int inplace = OP_UPVALUE(L);
+    const char *fname = NAME_UPVALUE(L);
+    kdx_tensor *x = kdxL_checktensor(L, 1, fname);
+    if (kdx_tensor_ndim(x) == 0) return luaL_error(L, "kdx.%s: input is 0-d", fname);
+    int d = kdxL_checkdim(L, 2, kdx_tensor_ndim(x), fname);
+    kdx_tensor *idx = kdxL_checkindices(L, 3, kdx_tensor_shape(x)[d], fname);
+    kdx_tensor *src = kdxL_checktensor(L, 4, fname);
+    double alpha = kdxL_optnum(L, 5, 1, fname, "alpha");
+    if (!inplace) {
+        kdx_tensor **box = kdxL_newbox(L);
+        kdxL_checkas(L, kdx_index_add(x, d, idx, src, alpha, box), fname);
+        return 1;
+    }
+    kdxL_checkas(L, kdx_index_add_(x, d, idx, src, alpha), fname);
     lua_settop(L, 1);
     return 1;
 }
@@ -503,7 +517,8 @@ void kdxL_open_ops(lua_State *L, int methods)
     static const named_op var_std[] = {{"var", 0}, {"std", 1}, {NULL, 0}};
     static const named_op max_min[] = {{"max", 1}, {"min", 0}, {NULL, 0}};
     static const named_op arg_max_min[] = {{"argmax", 1}, {"argmin", 0}, {NULL, 0}};
-    static const named_op scatters[] = {{"scatter_", 0}, {"scatter_add_", 1}, {NULL, 0}};
+    static const named_op scatters[] = {{"scatter_", 0}, {"scatter_add_", 1}, {"scatter_add", 2}, {NULL, 0}};
+    static const named_op index_adds[] = {{"index_add_", 1}, {"index_add", 0}, {NULL, 0}};
     static const named_op cat_stack[] = {{"cat", 0}, {"stack", 1}, {NULL, 0}};
     static const named_op split_chunk[] = {{"split", 0}, {"chunk", 1}, {NULL, 0}};
     register_ops(L, mod, methods, binops, l_binary, 1);
@@ -515,12 +530,13 @@ void kdxL_open_ops(lua_State *L, int methods)
     register_ops(L, mod, methods, max_min, l_max_min, 1);
     register_ops(L, mod, methods, arg_max_min, l_argmax_min, 1);
     register_ops(L, mod, methods, scatters, l_scatter, 1);
+    register_ops(L, mod, methods, index_adds, l_index_add, 1);
     register_ops(L, mod, methods, cat_stack, l_cat_stack, 0);
     register_ops(L, mod, methods, split_chunk, l_split_chunk, 1);
     static const luaL_Reg fns[] = {
         {"zero_", l_zero_}, {"masked_fill", l_masked_fill}, {"norm", l_norm}, {"cumsum", l_cumsum},
         {"matmul", l_matmul}, {"mm", l_matmul}, {"dot", l_dot}, {"outer", l_outer},
-        {"index_select", l_index_select}, {"gather", l_gather}, {"index_add_", l_index_add_}, {NULL, NULL}};
+        {"index_select", l_index_select}, {"gather", l_gather}, {NULL, NULL}};
     static const luaL_Reg mod_only[] = {{"where", l_where}, {"one_hot", l_one_hot}, {"addmm", l_addmm}, {NULL, NULL}};
     kdxL_register(L, mod, methods, fns, 1);
     kdxL_register(L, mod, methods, mod_only, 0);
