@@ -61,6 +61,15 @@ typedef void *(*kdx_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
    set it before the first tensor is made and keep it while any tensor lives. */
 void kdx_set_allocator(kdx_alloc_fn fn, void *ud);
 
+/* Frees the blocks the engine keeps for reuse. With the default allocator,
+   freed blocks of 64 KiB and more are kept (up to a limit) so that repeated
+   allocations of the same sizes cost no page faults. */
+void kdx_cache_clear(void);
+/* Sets how many bytes the block cache may hold (0 turns it off; default 256 MiB). */
+void kdx_set_cache_limit(size_t bytes);
+/* Bytes the block cache holds now. */
+size_t kdx_cache_bytes(void);
+
 typedef enum kdx_log_level { KDX_LOG_DEBUG, KDX_LOG_INFO, KDX_LOG_WARN } kdx_log_level;
 typedef void (*kdx_log_fn)(void *ud, kdx_log_level level, const char *msg);
 /* Receives the engine's diagnostic messages (NULL: discard them). Errors are
@@ -74,6 +83,9 @@ int kdx_get_num_threads(void);
 
 /* Number of live tensor objects in the process (for leak tests). */
 int64_t kdx_debug_live_tensors(void);
+/* Bytes of tensor storage alive in the process (what a garbage collector that
+   sees only small handles should know about). */
+int64_t kdx_debug_live_bytes(void);
 
 /* ---- dtypes ---------------------------------------------------------------- */
 
@@ -368,6 +380,14 @@ kdx_conv_opts kdx_conv_opts_default(void);
    and optional bias [O] (NULL for none); o NULL means the defaults. */
 kdx_status kdx_conv2d(const kdx_tensor *x, const kdx_tensor *w, const kdx_tensor *bias,
                       const kdx_conv_opts *o, kdx_tensor **out);
+/* Sliding kh x kw blocks of x [N,C,H,W] as columns, as torch.nn.functional.unfold:
+   out [N, C*kh*kw, L], L the number of block positions. o: stride, padding,
+   dilation (groups unused; NULL: the defaults). Differentiable (gradient: fold). */
+kdx_status kdx_unfold(const kdx_tensor *x, int64_t kh, int64_t kw, const kdx_conv_opts *o, kdx_tensor **out);
+/* The adjoint of kdx_unfold, as torch.nn.functional.fold: columns [N, C*kh*kw, L]
+   summed back into out [N, C, oh, ow], overlapping blocks adding up. */
+kdx_status kdx_fold(const kdx_tensor *col, int64_t oh, int64_t ow, int64_t kh, int64_t kw, const kdx_conv_opts *o,
+                    kdx_tensor **out);
 
 typedef struct kdx_pool_opts {
     int64_t kernel[2], stride[2], padding[2], dilation[2];
@@ -447,6 +467,70 @@ kdx_status kdx_backward(kdx_tensor *root, const kdx_tensor *grad, int retain_gra
 kdx_status kdx_grad(const kdx_tensor *const *outputs, int nout, const kdx_tensor *const *grad_outputs,
                     const kdx_tensor *const *inputs, int nin, int retain_graph, int create_graph, int allow_unused,
                     kdx_tensor **grads);
+
+/* ---- data readers ---------------------------------------------------------------- */
+
+/* Reads an IDX file (MNIST's format), plain or gzip-compressed. Integer
+   data become int64 (float32 with as_float), f32/f64 data keep their type.
+   Errors: KDX_EIO (cannot open), KDX_EFORMAT (bad magic, truncated, extra data). */
+kdx_status kdx_read_idx(const char *path, int as_float, kdx_tensor **out);
+
+/* ---- optimizer steps (in place, outside the graph; PyTorch's update rules) --------------- */
+
+/* SGD: d = grad (+ weight_decay*param); with momentum, buf = first ? d :
+   momentum*buf + (1-dampening)*d and d = nesterov ? d + momentum*buf : buf;
+   param -= lr*d. buf may be NULL when momentum is 0. */
+kdx_status kdx_sgd_step(kdx_tensor *param, const kdx_tensor *grad, kdx_tensor *buf, double lr, double momentum,
+                        double dampening, double weight_decay, int nesterov, int maximize, int first);
+/* Adam (decoupled = 0: L2 weight decay) or AdamW (decoupled = 1) at step
+   >= 1; max_sq (may be NULL) turns on AMSGrad. */
+kdx_status kdx_adam_step(kdx_tensor *param, const kdx_tensor *grad, kdx_tensor *exp_avg, kdx_tensor *exp_avg_sq,
+                         kdx_tensor *max_sq, int64_t step, double lr, double beta1, double beta2, double eps,
+                         double weight_decay, int decoupled, int maximize);
+/* RMSprop; buf (momentum) and grad_avg (centered) may be NULL. */
+kdx_status kdx_rmsprop_step(kdx_tensor *param, const kdx_tensor *grad, kdx_tensor *square_avg, kdx_tensor *buf,
+                            kdx_tensor *grad_avg, double lr, double alpha, double eps, double weight_decay,
+                            double momentum, int maximize);
+
+/* ---- checkpoints (safetensors) ------------------------------------------------ */
+
+/* Writes n tensors under names[i] and nmeta string pairs as __metadata__ to a
+   safetensors file. Tensors go in the reference writer's order (int64, then
+   float64, then float32; by name within a dtype), contiguous, little-endian.
+   Atomic: the data goes to a temporary file in path's directory, is fsynced
+   and renamed over path; on failure path is untouched and the temporary is
+   removed. Errors: KDX_EINVAL (duplicate or reserved names, invalid UTF-8),
+   KDX_EIO (with the system's reason), KDX_ENOMEM. */
+kdx_status kdx_save_safetensors(const char *path, int n, const char *const *names, const kdx_tensor *const *tensors,
+                                int nmeta, const char *const *meta_keys, const char *const *meta_values);
+
+/* The tensors and metadata of a loaded safetensors file. */
+typedef struct kdx_safetensors kdx_safetensors;
+
+/* Reads and validates a whole safetensors file. F32, F64, I64 load as they
+   are; I32, I16, I8, U32, U16, U8, BOOL become int64; F16, BF16 become
+   float32. [out] *out: free with kdx_safetensors_free. Errors: KDX_EIO (cannot
+   open or read), KDX_EFORMAT (corrupt, truncated or unsupported content),
+   KDX_ENOMEM; messages name the file. */
+kdx_status kdx_load_safetensors(const char *path, kdx_safetensors **out);
+/* Frees a loaded file and its references to the tensors (NULL is fine). */
+void kdx_safetensors_free(kdx_safetensors *st);
+/* Number of tensors in st. */
+int kdx_safetensors_count(const kdx_safetensors *st);
+/* Name of tensor i (0 <= i < count; sorted bytewise), or NULL out of range. */
+const char *kdx_safetensors_name(const kdx_safetensors *st, int i);
+/* Tensor i, borrowed: retain it to keep it after kdx_safetensors_free. */
+kdx_tensor *kdx_safetensors_tensor(const kdx_safetensors *st, int i);
+/* The dtype tensor i had in the file ("F32", "BF16", "BOOL", ...). */
+const char *kdx_safetensors_file_dtype(const kdx_safetensors *st, int i);
+/* Index of the tensor called name, or -1. */
+int kdx_safetensors_find(const kdx_safetensors *st, const char *name);
+/* Number of __metadata__ entries. */
+int kdx_safetensors_meta_count(const kdx_safetensors *st);
+/* Key of metadata entry i (sorted bytewise), or NULL out of range. */
+const char *kdx_safetensors_meta_key(const kdx_safetensors *st, int i);
+/* Value of metadata entry i, or NULL out of range. */
+const char *kdx_safetensors_meta_value(const kdx_safetensors *st, int i);
 
 #ifdef __cplusplus
 }

@@ -140,6 +140,22 @@ kdx_tensor *E_zeros(kdx_scope *S, kdx_dtype dt, int nd, const int64_t *shape);
 /* 0/1 mask of a op s (comparisons), never recorded. */
 kdx_tensor *E_mask(kdx_scope *S, kdx_binop op, const kdx_tensor *a, double s);
 
+/* ---- nn autograd helpers (op_nn.c, op_conv.c, op_pool.c, op_resize.c) ---- */
+/* A 2-D sliding window over one sample: conv2d, unfold and fold share it. */
+typedef struct kdx_conv_geom {
+    int64_t C, H, W;        /* input channels and plane */
+    int64_t kh, kw, OH, OW; /* kernel and output plane */
+    int64_t sh, sw, ph, pw, dh, dw;
+} kdx_conv_geom;
+/* Unfolds one sample x [C,H,W] into col [C*kh*kw, OH*OW] (op_unfold.c):
+   row (c, i, j), column oh*OW + ow, zero where a tap falls in the padding.
+   xp (may be NULL; column stride 1 only) is scratch for a zero-bordered copy
+   [C, H+2ph, W+2pw] whose border is already zero. */
+void kdx__im2col(const char *x, const kdx_conv_geom *g, kdx_dtype dt, char *xp, char *col);
+/* Its adjoint: adds col [C*kh*kw, OH*OW] back into one sample x [C,H,W]
+   (which the caller has initialised, usually to zeros). */
+void kdx__col2im(const char *col, const kdx_conv_geom *g, kdx_dtype dt, char *x);
+
 /* ---- memory (alloc.c) ---- */
 void *kdx__malloc(size_t n);           /* zero-filled; NULL on failure */
 void *kdx__malloc_raw(size_t n);       /* not filled: for memory the caller writes in full */

@@ -1,69 +1,16 @@
-/* op_conv.c — conv2d on NCHW tensors (forward) by im2col + GEMM, one sample
-   at a time: a sample's column matrix is small enough to stay in cache, and
-   its GEMM writes straight into the output. The batch is spread over the
-   engine's threads. im2col is its own function so a backward (col2im) can
-   pair with it. Semantics follow torch.nn.functional.conv2d. */
+/* op_conv.c — conv2d on NCHW tensors by im2col + GEMM, one sample at a
+   time: a sample's column matrix is small enough to stay in cache, and its
+   GEMM writes straight into the output. The batch is spread over the
+   engine's threads. The gradient is built from unfold, fold and matmul
+   (op_unfold.c) when it must itself be differentiable, and from the same
+   per-sample im2col/col2im and GEMMs otherwise. Semantics follow
+   torch.nn.functional.conv2d. */
 #include "kdx_internal.h"
 
 #include <math.h>
 #include <string.h>
 
-
 /* ==== conv2d ======================================================================= */
-
-typedef struct conv_geom {
-    int64_t C, H, W;        /* input channels and plane */
-    int64_t kh, kw, OH, OW; /* kernel and output plane */
-    int64_t sh, sw, ph, pw, dh, dw;
-} conv_geom;
-
-/* The output columns [lo, hi) whose tap ow*s + off falls inside [0, w). */
-static void tap_range(int64_t off, int64_t s, int64_t w, int64_t ow, int64_t *lo, int64_t *hi)
-{
-    int64_t a = off >= 0 ? 0 : (-off + s - 1) / s;
-    int64_t b = w - off <= 0 ? 0 : (w - off + s - 1) / s;
-    *lo = kdx__min64(a, ow);
-    *hi = kdx__max64(*lo, kdx__min64(b, ow));
-}
-
-/* One row of the column matrix: tap (i, j) of one input plane, OH*OW values,
-   zero where the tap falls into the padding. */
-#define DEF_IM2COL_ROW(T, S)                                                               \
-    static void im2col_row_##S(const T *plane, T *dst, const conv_geom *g, int64_t i, int64_t j) \
-    {                                                                                      \
-        int64_t off = j * g->dw - g->pw, lo, hi;                                           \
-        tap_range(off, g->sw, g->W, g->OW, &lo, &hi);                                      \
-        for (int64_t oh = 0; oh < g->OH; oh++, dst += g->OW) {                             \
-            int64_t ih = oh * g->sh - g->ph + i * g->dh, ow = 0;                           \
-            if (ih < 0 || ih >= g->H) {                                                    \
-                for (; ow < g->OW; ow++) dst[ow] = 0;                                      \
-                continue;                                                                  \
-            }                                                                              \
-            const T *row = plane + ih * g->W;                                              \
-            for (; ow < lo; ow++) dst[ow] = 0;                                             \
-            if (g->sw == 1) { /* a plain loop: rows are short, a memcpy call costs more */ \
-                const T *src = row + off;                                                  \
-                for (; ow < hi; ow++) dst[ow] = src[ow];                                   \
-            }                                                                              \
-            for (; ow < hi; ow++) dst[ow] = row[ow * g->sw + off];                         \
-            for (; ow < g->OW; ow++) dst[ow] = 0;                                          \
-        }                                                                                  \
-    }
-DEF_IM2COL_ROW(float, f32)
-DEF_IM2COL_ROW(double, f64)
-
-/* The same row from a zero-padded plane [Hp, Wp] when the column stride is 1:
-   every output row is one contiguous run, with no bounds to test. */
-#define DEF_IM2COL_ROW_PADDED(T, S)                                                              \
-    static void im2col_row_padded_##S(const T *restrict plane, T *restrict dst, const conv_geom *g, \
-                                      int64_t Wp, int64_t i, int64_t j)                          \
-    {                                                                                            \
-        const T *src = plane + i * g->dh * Wp + j * g->dw;                                       \
-        for (int64_t oh = 0; oh < g->OH; oh++, dst += g->OW, src += g->sh * Wp)                  \
-            for (int64_t ow = 0; ow < g->OW; ow++) dst[ow] = src[ow];                            \
-    }
-DEF_IM2COL_ROW_PADDED(float, f32)
-DEF_IM2COL_ROW_PADDED(double, f64)
 
 /* dst[l] += b for a row of n values. */
 #define DEF_ADD_BIAS(T, S)                                               \
@@ -75,63 +22,10 @@ DEF_IM2COL_ROW_PADDED(double, f64)
 DEF_ADD_BIAS(float, f32)
 DEF_ADD_BIAS(double, f64)
 
-typedef struct im2col_job {
-    const char *x; /* one sample [C, H, W], or [C, Hp, Wp] zero-padded when padded */
-    char *col;     /* [C*kh*kw, OH*OW] */
-    const conv_geom *g;
-    kdx_dtype dt;
-    bool padded;
-} im2col_job;
-
-static void im2col_range(void *ud, int64_t lo, int64_t hi)
-{
-    const im2col_job *j = ud;
-    const conv_geom *g = j->g;
-    int64_t L = g->OH * g->OW;
-    size_t es = kdx_dtype_size(j->dt);
-    for (int64_t r = lo; r < hi; r++) {
-        int64_t c = r / (g->kh * g->kw), i = (r / g->kw) % g->kh, k = r % g->kw;
-        char *dst = j->col + (size_t)(r * L) * es;
-        if (j->padded) {
-            int64_t Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw;
-            const char *plane = j->x + (size_t)(c * Hp * Wp) * es;
-            if (j->dt == KDX_DTYPE_F32) im2col_row_padded_f32((const float *)plane, (float *)dst, g, Wp, i, k);
-            else im2col_row_padded_f64((const double *)plane, (double *)dst, g, Wp, i, k);
-            continue;
-        }
-        const char *plane = j->x + (size_t)(c * g->H * g->W) * es;
-        if (j->dt == KDX_DTYPE_F32) im2col_row_f32((const float *)plane, (float *)dst, g, i, k);
-        else im2col_row_f64((const double *)plane, (double *)dst, g, i, k);
-    }
-}
-
-/* Copies one sample [C, H, W] into a zero-padded [C, Hp, Wp] (xp, whose
-   border is already zero and stays so). */
-static void pad_sample(const char *x, const conv_geom *g, kdx_dtype dt, char *xp)
-{
-    size_t es = kdx_dtype_size(dt);
-    int64_t Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw;
-    for (int64_t c = 0; c < g->C; c++)
-        for (int64_t h = 0; h < g->H; h++)
-            memcpy(xp + (size_t)((c * Hp + h + g->ph) * Wp + g->pw) * es, x + (size_t)((c * g->H + h) * g->W) * es,
-                   (size_t)g->W * es);
-}
-
-/* Unfolds one sample x [C, H, W] into col [C*kh*kw, OH*OW]: row (c, i, j),
-   column oh*OW + ow. col2im is its adjoint. With a padded buffer xp (column
-   stride 1 only) the sample is first copied into it, so that each row of col
-   is a run of plain copies; xp NULL uses the bounds-testing path. */
-static void im2col(const char *x, const conv_geom *g, kdx_dtype dt, char *xp, char *col)
-{
-    if (xp) pad_sample(x, g, dt, xp);
-    im2col_job j = {xp ? xp : x, col, g, dt, xp != NULL};
-    kdx__parallel_for(g->C * g->kh * g->kw, kdx__grain(g->OH * g->OW), im2col_range, &j);
-}
-
 typedef struct conv_job {
     const char *x, *w, *bias;
     char *y;
-    const conv_geom *g;
+    const kdx_conv_geom *g;
     int64_t O, groups;
     bool direct; /* 1x1, stride 1, no padding: the input is its own column matrix */
     kdx_dtype dt;
@@ -142,14 +36,14 @@ typedef struct conv_job {
    writes straight into the sample's [O, OH*OW] block of y. */
 static void conv_sample(const conv_job *j, int64_t n, char *col, char *xp)
 {
-    const conv_geom *g = j->g;
+    const kdx_conv_geom *g = j->g;
     size_t es = kdx_dtype_size(j->dt);
     int64_t L = g->OH * g->OW, Og = j->O / j->groups, K = g->C / j->groups * g->kh * g->kw;
     const char *xs = j->x + (size_t)(n * g->C * g->H * g->W) * es;
     char *ys = j->y + (size_t)(n * j->O * L) * es;
     const char *cm = xs;
     if (!j->direct) {
-        im2col(xs, g, j->dt, xp, col);
+        kdx__im2col(xs, g, j->dt, xp, col);
         cm = col;
     }
     for (int64_t gi = 0; gi < j->groups; gi++) {
@@ -172,7 +66,7 @@ static void conv_sample(const conv_job *j, int64_t n, char *col, char *xp)
 static void conv_range(void *ud, int64_t lo, int64_t hi)
 {
     conv_job *j = ud;
-    const conv_geom *g = j->g;
+    const kdx_conv_geom *g = j->g;
     size_t es = kdx_dtype_size(j->dt);
     size_t colbytes = j->direct ? 0 : (size_t)(g->C * g->kh * g->kw * g->OH * g->OW) * es;
     /* The padded copy pays off when the column stride is 1 (see im2col). */
@@ -244,16 +138,14 @@ kdx_conv_opts kdx_conv_opts_default(void)
     return o;
 }
 
-kdx_status kdx_conv2d(const kdx_tensor *x, const kdx_tensor *w, const kdx_tensor *bias, const kdx_conv_opts *o,
-                      kdx_tensor **out)
+static kdx_status conv2d_fwd(const kdx_tensor *x, const kdx_tensor *w, const kdx_tensor *bias, const kdx_conv_opts *o,
+                             kdx_tensor **out)
 {
     const char *const fname = "conv2d";
-    kdx_conv_opts def = kdx_conv_opts_default();
-    if (!o) o = &def;
     KDX_TRY(conv_check(x, w, bias, o));
     if (!out) return kdx_fail(KDX_EINVAL, "conv2d: out is NULL");
     int64_t N = x->shape[0], O = w->shape[0];
-    conv_geom g = {x->shape[1], x->shape[2], x->shape[3], w->shape[2], w->shape[3], 0, 0,
+    kdx_conv_geom g = {x->shape[1], x->shape[2], x->shape[3], w->shape[2], w->shape[3], 0, 0,
                    o->stride[0], o->stride[1], o->padding[0], o->padding[1], o->dilation[0], o->dilation[1]};
     g.OH = (g.H + 2 * g.ph - g.dh * (g.kh - 1) - 1) / g.sh + 1;
     g.OW = (g.W + 2 * g.pw - g.dw * (g.kw - 1) - 1) / g.sw + 1;
@@ -291,5 +183,136 @@ kdx_status kdx_conv2d(const kdx_tensor *x, const kdx_tensor *w, const kdx_tensor
         return s;
     }
     *out = y;
+    return KDX_OK;
+}
+
+/* ---- gradient ----
+ * With G groups, K = C/G*kh*kw and L = OH*OW, per group:
+ *   d weight = sum over the batch of g [Og, L] @ unfold(x)^T [L, K],
+ *   d x      = fold(W^T [K, Og] @ g [Og, L]),   d bias = g summed over N, H, W.
+ * Under create_graph these are written with unfold, fold and matmul, which
+ * record themselves, so second derivatives follow. A plain backward pass
+ * computes the same products one sample at a time instead, keeping the
+ * column matrix in a scratch buffer rather than in batch-sized tensors. */
+
+static kdx_status conv_grads_recorded(const kdx_tensor *x, const kdx_tensor *w, const kdx_tensor *g,
+                                      const kdx_conv_opts *o, const bool *want, kdx_tensor **gx, kdx_tensor **gw)
+{
+    int64_t N = x->shape[0], C = x->shape[1], O = w->shape[0], kh = w->shape[2], kw = w->shape[3];
+    int64_t G = o->groups, Og = O / G, K = C / G * kh * kw, L = g->shape[2] * g->shape[3];
+    kdx_scope S = KDX_SCOPE;
+    int64_t gsh[4] = {N, G, Og, L};
+    kdx_tensor *gr = E_reshape(&S, g, 4, gsh), *dx = NULL, *dw = NULL;
+    if (want[0]) {
+        int64_t wsh[3] = {G, Og, K}, csh[3] = {N, C * kh * kw, L};
+        kdx_tensor *wt = E_tr(&S, E_reshape(&S, w, 3, wsh), -1, -2);           /* [G, K, Og] */
+        kdx_tensor *cols = E_reshape(&S, E_mm(&S, wt, gr), 3, csh);            /* [N, G, K, L] */
+        KDX_KEEP(&S, dx, kdx_fold(cols, x->shape[2], x->shape[3], kh, kw, o, &kdx_o_));
+    }
+    if (want[1]) {
+        /* per sample [Og, L] @ [L, K] (a transposed view: no copy), summed over the batch */
+        int64_t ush[4] = {N, G, K, L};
+        static const int batch[1] = {0};
+        kdx_tensor *u;
+        KDX_KEEP(&S, u, kdx_unfold(x, kh, kw, o, &kdx_o_));
+        kdx_tensor *per = E_mm(&S, gr, E_tr(&S, E_reshape(&S, u, 4, ush), -1, -2)); /* [N, G, Og, K] */
+        dw = E_reshape(&S, E_sum(&S, per, batch, 1, 0), w->ndim, w->shape);
+    }
+    if (S.s == KDX_OK) {
+        *gx = dx ? kdx_tensor_retain(dx) : NULL;
+        *gw = dw ? kdx_tensor_retain(dw) : NULL;
+    }
+    return kdx__scope_free(&S);
+}
+
+/* c = op(a) op(b) + beta c in x's dtype (row-major, see kdx__sgemm). */
+static void gemm(kdx_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const char *a, int64_t lda,
+                 const char *b, int64_t ldb, double beta, char *c, int64_t ldc)
+{
+    if (dt == KDX_DTYPE_F32)
+        kdx__sgemm(ta, tb, m, n, k, 1.0f, (const float *)a, lda, (const float *)b, ldb, (float)beta, (float *)c, ldc);
+    else
+        kdx__dgemm(ta, tb, m, n, k, 1.0, (const double *)a, lda, (const double *)b, ldb, beta, (double *)c, ldc);
+}
+
+static kdx_status conv_grads_direct(const kdx_tensor *x, const kdx_tensor *w, const kdx_tensor *g, int64_t G,
+                                    const kdx_conv_geom *geo, const bool *want, kdx_tensor **gx, kdx_tensor **gw)
+{
+    const char *const fname = "conv2d";
+    kdx_dtype dt = x->dtype;
+    int64_t N = x->shape[0], O = w->shape[0], Og = O / G, K = geo->C / G * geo->kh * geo->kw;
+    int64_t L = geo->OH * geo->OW, CHW = geo->C * geo->H * geo->W;
+    size_t es = kdx_dtype_size(dt), colbytes = (size_t)(G * K * L) * es;
+    kdx_tensor *xc = NULL, *wc = NULL, *gc = NULL, *dx = NULL, *dw = NULL;
+    char *col = colbytes ? kdx__malloc_raw(colbytes) : NULL;
+    kdx_status s = colbytes && !col ? kdx_fail(KDX_ENOMEM, "conv2d: out of memory for the backward pass") : KDX_OK;
+    if (s == KDX_OK) s = kdx_contiguous(g, &gc);
+    if (s == KDX_OK && want[0]) s = kdx_contiguous(w, &wc);
+    if (s == KDX_OK && want[0]) s = kdx__new(fname, dt, 4, x->shape, &dx);
+    if (s == KDX_OK && want[1]) s = kdx_contiguous(x, &xc);
+    if (s == KDX_OK && want[1]) s = kdx__new(fname, dt, 4, w->shape, &dw);
+    for (int64_t n = 0; s == KDX_OK && col && n < N; n++) {
+        const char *gn = kdx__base(gc) + (size_t)(n * O * L) * es;
+        if (want[1]) {
+            kdx__im2col(kdx__base(xc) + (size_t)(n * CHW) * es, geo, dt, NULL, col);
+            for (int64_t gi = 0; gi < G; gi++)
+                gemm(dt, false, true, Og, K, L, gn + (size_t)(gi * Og * L) * es, L, col + (size_t)(gi * K * L) * es, L,
+                     1, kdx__base(dw) + (size_t)(gi * Og * K) * es, K);
+        }
+        if (want[0]) {
+            for (int64_t gi = 0; gi < G; gi++)
+                gemm(dt, true, false, K, L, Og, kdx__base(wc) + (size_t)(gi * Og * K) * es, K,
+                     gn + (size_t)(gi * Og * L) * es, L, 0, col + (size_t)(gi * K * L) * es, L);
+            kdx__col2im(col, geo, dt, kdx__base(dx) + (size_t)(n * CHW) * es);
+        }
+    }
+    kdx__free(col, colbytes);
+    KDX_RELEASE(xc, wc, gc);
+    if (s != KDX_OK) {
+        KDX_RELEASE(dx, dw);
+        return s;
+    }
+    *gx = dx, *gw = dw;
+    return KDX_OK;
+}
+
+static kdx_status conv2d_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    kdx_tensor *x, *w;
+    KDX_TRY(kdx__saved(n, 0, &x));
+    KDX_TRY(kdx__saved(n, 1, &w));
+    kdx_conv_opts o = {{n->ip[0], n->ip[1]}, {n->ip[2], n->ip[3]}, {n->ip[4], n->ip[5]}, n->ip[6]};
+    if (want[0] || want[1]) {
+        if (kdx_grad_enabled() || g->dtype != x->dtype) {
+            KDX_TRY(conv_grads_recorded(x, w, g, &o, want, &gin[0], &gin[1]));
+        } else {
+            kdx_conv_geom geo = {x->shape[1], x->shape[2], x->shape[3], w->shape[2], w->shape[3], g->shape[2],
+                                 g->shape[3], o.stride[0], o.stride[1], o.padding[0], o.padding[1], o.dilation[0],
+                                 o.dilation[1]};
+            KDX_TRY(conv_grads_direct(x, w, g, o.groups, &geo, want, &gin[0], &gin[1]));
+        }
+    }
+    if (!want[2]) return KDX_OK;
+    static const int dims[3] = {0, 2, 3};
+    return kdx_reduce(KDX_RED_SUM, g, dims, 3, 0, &gin[2]);
+}
+
+kdx_status kdx_conv2d(const kdx_tensor *x, const kdx_tensor *w, const kdx_tensor *bias, const kdx_conv_opts *o,
+                      kdx_tensor **out)
+{
+    kdx_conv_opts def = kdx_conv_opts_default();
+    if (!o) o = &def;
+    const kdx_tensor *ins[3] = {x, w, bias};
+    bool was = kdx__grad_pause();
+    kdx_status s = conv2d_fwd(x, w, bias, o, out);
+    kdx__grad_restore(was);
+    if (s != KDX_OK || !kdx__needs_node(3, ins)) return s;
+    kdx_node *n;
+    KDX_TRY(kdx__record("conv2d", conv2d_backward, 3, ins, out, &n));
+    int64_t ip[7] = {o->stride[0], o->stride[1], o->padding[0], o->padding[1], o->dilation[0], o->dilation[1],
+                     o->groups};
+    memcpy(n->ip, ip, sizeof ip);
+    kdx__save(n, 0, x);
+    kdx__save(n, 1, w);
     return KDX_OK;
 }

@@ -1,10 +1,12 @@
 /* op_nn.c — per-element neural-network kernels: softmax, log_softmax,
-   dropout, batch_norm, layer_norm, embedding (forward).
+   dropout, batch_norm, layer_norm, embedding, each with its gradient.
 
    Each typed inner loop is stamped for float (f32) and double (f64) by a
    short DEF_* macro; shape checks, index math and threading stay in plain
-   functions. Sums of float32 data are accumulated in double. The per-line /
-   per-channel helpers are kept separate so a backward can reuse them. */
+   functions. Sums of float32 data are accumulated in double. The gradients
+   are written with the public (recording) ops, so they can be
+   differentiated again; where a formula needs an output or a statistic it
+   recomputes it from the saved input under create_graph. */
 #include "kdx_internal.h"
 
 #include <math.h>
@@ -116,14 +118,49 @@ static kdx_status softmax_impl(const char *fname, const kdx_tensor *x, int dim, 
     return KDX_OK;
 }
 
+/* softmax: y (g - sum(g y)); log_softmax: g - exp(y) sum(g), along dim ip[0].
+   Under create_graph y is recomputed from x, so that it is a function of x
+   in the graph; otherwise the saved (detached) output serves. */
+static kdx_status softmax_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    (void)want;
+    kdx_tensor *x, *y;
+    KDX_TRY(kdx__saved(n, 0, &x));
+    int d = (int)n->ip[0], lg = (int)n->ip[1], nd = x->ndim ? 1 : 0;
+    kdx_scope S = KDX_SCOPE;
+    if (kdx_grad_enabled()) KDX_KEEP(&S, y, (lg ? kdx_log_softmax : kdx_softmax)(x, d, &kdx_o_));
+    else KDX_TRY(kdx__saved(n, 1, &y));
+    kdx_tensor *r;
+    if (lg)
+        r = E_bin(&S, KDX_BIN_SUB, g, E_bin(&S, KDX_BIN_MUL, E_un(&S, KDX_UN_EXP, y, 0, 0), E_sum(&S, g, &d, nd, 1)));
+    else
+        r = E_bin(&S, KDX_BIN_MUL, y, E_bin(&S, KDX_BIN_SUB, g, E_sum(&S, E_bin(&S, KDX_BIN_MUL, g, y), &d, nd, 1)));
+    return kdx__scope_end(&S, r, &gin[0]);
+}
+
+static kdx_status softmax_rec(const char *fname, const kdx_tensor *x, int dim, int lg, kdx_tensor **out)
+{
+    bool was = kdx__grad_pause();
+    kdx_status s = softmax_impl(fname, x, dim, lg, out);
+    kdx__grad_restore(was);
+    if (s != KDX_OK || !kdx__needs_node(1, &x)) return s;
+    kdx_node *n;
+    KDX_TRY(kdx__record(fname, softmax_backward, 1, &x, out, &n));
+    int d = 0;
+    kdx__dim(fname, x->ndim, dim, &d);
+    n->ip[0] = d, n->ip[1] = lg;
+    kdx__save(n, 0, x);
+    return kdx__save_detached(n, 1, *out);
+}
+
 kdx_status kdx_softmax(const kdx_tensor *x, int dim, kdx_tensor **out)
 {
-    return softmax_impl("softmax", x, dim, 0, out);
+    return softmax_rec("softmax", x, dim, 0, out);
 }
 
 kdx_status kdx_log_softmax(const kdx_tensor *x, int dim, kdx_tensor **out)
 {
-    return softmax_impl("log_softmax", x, dim, 1, out);
+    return softmax_rec("log_softmax", x, dim, 1, out);
 }
 
 /* ==== dropout =================================================================== */
@@ -146,7 +183,7 @@ kdx_status kdx_log_softmax(const kdx_tensor *x, int dim, kdx_tensor **out)
 DEF_DROPOUT(float, f32)
 DEF_DROPOUT(double, f64)
 
-kdx_status kdx_dropout(const kdx_tensor *x, double p, kdx_generator *g, kdx_tensor **out, kdx_tensor **mask)
+static kdx_status dropout_fwd(const kdx_tensor *x, double p, kdx_generator *g, kdx_tensor **out, kdx_tensor **mask)
 {
     const char *const fname = "dropout";
     KDX_TRY(kdx__check_float(fname, "x", x));
@@ -167,9 +204,33 @@ kdx_status kdx_dropout(const kdx_tensor *x, double p, kdx_generator *g, kdx_tens
         dropout_f64((const double *)kdx__base(xc), (double *)kdx__base(y), (double *)kdx__base(m), n, p, g);
     kdx_tensor_release(xc);
     *out = y;
-    if (mask) *mask = m;
-    else kdx_tensor_release(m);
+    *mask = m;
     return KDX_OK;
+}
+
+/* x's gradient is g times the same scaled mask. */
+static kdx_status dropout_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    (void)want;
+    kdx_tensor *m;
+    KDX_TRY(kdx__saved(n, 0, &m));
+    return kdx_binary(KDX_BIN_MUL, g, m, &gin[0]);
+}
+
+kdx_status kdx_dropout(const kdx_tensor *x, double p, kdx_generator *g, kdx_tensor **out, kdx_tensor **mask)
+{
+    kdx_tensor *m = NULL;
+    bool was = kdx__grad_pause();
+    kdx_status s = dropout_fwd(x, p, g, out, &m);
+    kdx__grad_restore(was);
+    if (s == KDX_OK && kdx__needs_node(1, &x)) {
+        kdx_node *n;
+        s = kdx__record("dropout", dropout_backward, 1, &x, out, &n);
+        if (s == KDX_OK) kdx__save(n, 0, m);
+    }
+    if (s == KDX_OK && mask) *mask = m;
+    else kdx_tensor_release(m);
+    return s;
 }
 
 /* ==== batch_norm ================================================================== */
@@ -285,9 +346,9 @@ static kdx_status bn_check(const kdx_tensor *x, const kdx_tensor *rm, const kdx_
     return KDX_OK;
 }
 
-kdx_status kdx_batch_norm(const kdx_tensor *x, kdx_tensor *running_mean, kdx_tensor *running_var,
-                          const kdx_tensor *weight, const kdx_tensor *bias, int training, double momentum,
-                          double eps, kdx_tensor **out, kdx_tensor **save_mean, kdx_tensor **save_invstd)
+static kdx_status batch_norm_fwd(const kdx_tensor *x, kdx_tensor *running_mean, kdx_tensor *running_var,
+                                 const kdx_tensor *weight, const kdx_tensor *bias, int training, double momentum,
+                                 double eps, kdx_tensor **out, kdx_tensor **save_mean, kdx_tensor **save_invstd)
 {
     const char *const fname = "batch_norm";
     KDX_TRY(bn_check(x, running_mean, running_var, weight, bias, training, momentum, eps));
@@ -332,16 +393,116 @@ kdx_status kdx_batch_norm(const kdx_tensor *x, kdx_tensor *running_mean, kdx_ten
             vec_set(running_mean, c, (1 - momentum) * vec_get(running_mean, c) + momentum * mean[c]);
             vec_set(running_var, c, (1 - momentum) * vec_get(running_var, c) + momentum * var[c] * unbias);
         }
+        kdx__bump(running_mean);
+        kdx__bump(running_var);
     }
     kdx__free(st, 4 * cbytes);
     if (part) kdx__free(part, pbytes);
     kdx_tensor_release(xc);
     *out = y;
-    if (save_mean) *save_mean = sm;
-    else kdx_tensor_release(sm);
-    if (save_invstd) *save_invstd = si;
-    else kdx_tensor_release(si);
+    *save_mean = sm;
+    *save_invstd = si;
     return KDX_OK;
+}
+
+/* ---- gradients of the normalisations ---- */
+
+static kdx_tensor *E_mean(kdx_scope *S, const kdx_tensor *x, const int *dims, int nd)
+{
+    kdx_tensor *r;
+    KDX_KEEP(S, r, kdx_reduce(KDX_RED_MEAN, x, dims, nd, 1, &kdx_o_));
+    return r;
+}
+
+/* xhat = (x - mean) * rstd over dims, rstd = 1/sqrt(biased var + eps), both
+   with the graph of x. */
+static kdx_tensor *E_normalized(kdx_scope *S, const kdx_tensor *x, const int *dims, int nd, double eps,
+                                kdx_tensor **rstd)
+{
+    kdx_tensor *var;
+    KDX_KEEP(S, var, kdx_var(x, dims, nd, 0, 1, &kdx_o_));
+    *rstd = E_un(S, KDX_UN_RSQRT, E_bins(S, KDX_BIN_ADD, var, eps), 0, 0);
+    return E_bin(S, KDX_BIN_MUL, E_bin(S, KDX_BIN_SUB, x, E_mean(S, x, dims, nd)), *rstd);
+}
+
+/* d x of y = xhat * w + b when the statistics come from x itself:
+   rstd * (gh - mean(gh) - xhat * mean(gh * xhat)), gh = g * w (w may be NULL). */
+static kdx_tensor *E_norm_grad_x(kdx_scope *S, const kdx_tensor *g, const kdx_tensor *xhat, const kdx_tensor *rstd,
+                                 const kdx_tensor *w, const int *dims, int nd)
+{
+    const kdx_tensor *gh = w ? E_bin(S, KDX_BIN_MUL, g, w) : g;
+    kdx_tensor *t = E_bin(S, KDX_BIN_SUB, gh, E_mean(S, gh, dims, nd));
+    t = E_bin(S, KDX_BIN_SUB, t, E_bin(S, KDX_BIN_MUL, xhat, E_mean(S, E_bin(S, KDX_BIN_MUL, gh, xhat), dims, nd)));
+    return E_bin(S, KDX_BIN_MUL, t, rstd);
+}
+
+/* Hands the scope's results to gin (those that are set) and frees the scope. */
+static kdx_status hand_out(kdx_scope *S, int nin, kdx_tensor *const *r, kdx_tensor **gin)
+{
+    for (int i = 0; i < nin && S->s == KDX_OK; i++) gin[i] = r[i] ? kdx_tensor_retain(r[i]) : NULL;
+    return kdx__scope_free(S);
+}
+
+/* Saved: x, weight (ip[1] tells whether there is one), and the statistics
+   the forward used, [C]. In training, under create_graph, the statistics are
+   recomputed from x so that they carry x's graph; otherwise the saved ones
+   serve (in eval they are the running statistics, constants here). */
+static kdx_status batch_norm_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    kdx_tensor *x, *w = NULL, *sm, *si;
+    KDX_TRY(kdx__saved(n, 0, &x));
+    if (n->ip[1]) KDX_TRY(kdx__saved(n, 1, &w));
+    KDX_TRY(kdx__saved(n, 2, &sm));
+    KDX_TRY(kdx__saved(n, 3, &si));
+    bool training = n->ip[0] != 0;
+    int dims[KDX_MAX_DIMS], nd = 0;
+    int64_t cshape[KDX_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) {
+        cshape[i] = i == 1 ? x->shape[1] : 1;
+        if (i != 1) dims[nd++] = i;
+    }
+    kdx_scope S = KDX_SCOPE;
+    kdx_tensor *wc = w ? E_reshape(&S, w, x->ndim, cshape) : NULL, *rstd, *xhat, *r[3] = {NULL, NULL, NULL};
+    if (training && kdx_grad_enabled()) {
+        xhat = E_normalized(&S, x, dims, nd, n->p[0], &rstd);
+    } else {
+        rstd = E_reshape(&S, si, x->ndim, cshape);
+        xhat = E_bin(&S, KDX_BIN_MUL, E_bin(&S, KDX_BIN_SUB, x, E_reshape(&S, sm, x->ndim, cshape)), rstd);
+    }
+    if (want[0])
+        r[0] = training ? E_norm_grad_x(&S, g, xhat, rstd, wc, dims, nd)
+                        : E_bin(&S, KDX_BIN_MUL, g, wc ? E_bin(&S, KDX_BIN_MUL, wc, rstd) : rstd);
+    if (want[1]) r[1] = E_sum(&S, E_bin(&S, KDX_BIN_MUL, g, xhat), dims, nd, 0);
+    if (want[2]) r[2] = E_sum(&S, g, dims, nd, 0);
+    return hand_out(&S, 3, r, gin);
+}
+
+kdx_status kdx_batch_norm(const kdx_tensor *x, kdx_tensor *running_mean, kdx_tensor *running_var,
+                          const kdx_tensor *weight, const kdx_tensor *bias, int training, double momentum,
+                          double eps, kdx_tensor **out, kdx_tensor **save_mean, kdx_tensor **save_invstd)
+{
+    const kdx_tensor *ins[3] = {x, weight, bias};
+    kdx_tensor *sm = NULL, *si = NULL;
+    bool was = kdx__grad_pause();
+    kdx_status s = batch_norm_fwd(x, running_mean, running_var, weight, bias, training, momentum, eps, out, &sm, &si);
+    kdx__grad_restore(was);
+    if (s == KDX_OK && kdx__needs_node(3, ins)) {
+        kdx_node *n;
+        s = kdx__record("batch_norm", batch_norm_backward, 3, ins, out, &n);
+        if (s == KDX_OK) {
+            n->ip[0] = training != 0, n->ip[1] = weight != NULL;
+            n->p[0] = eps;
+            kdx__save(n, 0, x);
+            if (weight) kdx__save(n, 1, weight);
+            kdx__save(n, 2, sm);
+            kdx__save(n, 3, si);
+        }
+    }
+    if (s == KDX_OK && save_mean) *save_mean = sm;
+    else kdx_tensor_release(sm);
+    if (s == KDX_OK && save_invstd) *save_invstd = si;
+    else kdx_tensor_release(si);
+    return s;
 }
 
 /* ==== layer_norm ================================================================== */
@@ -403,8 +564,8 @@ static kdx_status ln_check_param(const char *arg, const kdx_tensor *p, const kdx
     return KDX_OK;
 }
 
-kdx_status kdx_layer_norm(const kdx_tensor *x, int nnorm, const kdx_tensor *weight, const kdx_tensor *bias,
-                          double eps, kdx_tensor **out)
+static kdx_status layer_norm_fwd(const kdx_tensor *x, int nnorm, const kdx_tensor *weight, const kdx_tensor *bias,
+                                 double eps, kdx_tensor **out)
 {
     const char *const fname = "layer_norm";
     KDX_TRY(kdx__check_float(fname, "x", x));
@@ -437,6 +598,40 @@ kdx_status kdx_layer_norm(const kdx_tensor *x, int nnorm, const kdx_tensor *weig
     return KDX_OK;
 }
 
+/* Over the last ip[0] dims; weight's and bias's gradients are taken at x's
+   shape and summed over the leading dims by the engine. */
+static kdx_status layer_norm_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    kdx_tensor *x, *w = NULL;
+    KDX_TRY(kdx__saved(n, 0, &x));
+    if (n->ip[1]) KDX_TRY(kdx__saved(n, 1, &w));
+    int nd = (int)n->ip[0], dims[KDX_MAX_DIMS];
+    for (int i = 0; i < nd; i++) dims[i] = x->ndim - nd + i;
+    kdx_scope S = KDX_SCOPE;
+    kdx_tensor *rstd, *xhat = E_normalized(&S, x, dims, nd, n->p[0], &rstd), *r[3] = {NULL, NULL, NULL};
+    if (want[0]) r[0] = E_norm_grad_x(&S, g, xhat, rstd, w, dims, nd);
+    if (want[1]) r[1] = E_bin(&S, KDX_BIN_MUL, g, xhat);
+    if (want[2]) r[2] = g;
+    return hand_out(&S, 3, r, gin);
+}
+
+kdx_status kdx_layer_norm(const kdx_tensor *x, int nnorm, const kdx_tensor *weight, const kdx_tensor *bias,
+                          double eps, kdx_tensor **out)
+{
+    const kdx_tensor *ins[3] = {x, weight, bias};
+    bool was = kdx__grad_pause();
+    kdx_status s = layer_norm_fwd(x, nnorm, weight, bias, eps, out);
+    kdx__grad_restore(was);
+    if (s != KDX_OK || !kdx__needs_node(3, ins)) return s;
+    kdx_node *n;
+    KDX_TRY(kdx__record("layer_norm", layer_norm_backward, 3, ins, out, &n));
+    n->ip[0] = nnorm, n->ip[1] = weight != NULL;
+    n->p[0] = eps;
+    kdx__save(n, 0, x);
+    if (weight) kdx__save(n, 1, weight);
+    return KDX_OK;
+}
+
 /* ==== embedding ===================================================================== */
 
 typedef struct emb_job {
@@ -453,7 +648,7 @@ static void emb_range(void *ud, int64_t lo, int64_t hi)
         memcpy(j->y + (size_t)i * j->row_bytes, j->w + (size_t)j->idx[i] * j->row_bytes, j->row_bytes);
 }
 
-kdx_status kdx_embedding(const kdx_tensor *weight, const kdx_tensor *idx, kdx_tensor **out)
+static kdx_status embedding_fwd(const kdx_tensor *weight, const kdx_tensor *idx, kdx_tensor **out)
 {
     const char *const fname = "embedding";
     KDX_TRY(kdx__check_float(fname, "weight", weight));
@@ -492,5 +687,33 @@ kdx_status kdx_embedding(const kdx_tensor *weight, const kdx_tensor *idx, kdx_te
     if (D > 0) kdx__parallel_for(n, kdx__grain(D), emb_range, &j);
     KDX_RELEASE(ic, wc);
     *out = y;
+    return KDX_OK;
+}
+
+/* Each row of g adds into the weight row its index picked: index_add into
+   zeros [V, D] (whose own gradient, index_select, keeps higher orders). */
+static kdx_status embedding_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    (void)want;
+    kdx_tensor *idx;
+    KDX_TRY(kdx__saved(n, 0, &idx));
+    const kdx_edge *e = &n->next[0];
+    int64_t count = kdx__numel(idx->ndim, idx->shape), gshape[2] = {count, e->shape[1]};
+    kdx_scope S = KDX_SCOPE;
+    kdx_tensor *z = E_zeros(&S, g->dtype, 2, e->shape), *r;
+    kdx_tensor *flat = E_reshape(&S, idx, 1, &count), *rows = E_reshape(&S, g, 2, gshape);
+    KDX_KEEP(&S, r, kdx_index_add(z, 0, flat, rows, 1, &kdx_o_));
+    return kdx__scope_end(&S, r, &gin[0]);
+}
+
+kdx_status kdx_embedding(const kdx_tensor *weight, const kdx_tensor *idx, kdx_tensor **out)
+{
+    bool was = kdx__grad_pause();
+    kdx_status s = embedding_fwd(weight, idx, out);
+    kdx__grad_restore(was);
+    if (s != KDX_OK || !kdx__needs_node(1, &weight)) return s;
+    kdx_node *n;
+    KDX_TRY(kdx__record("embedding", embedding_backward, 1, &weight, out, &n));
+    kdx__save(n, 0, idx);
     return KDX_OK;
 }

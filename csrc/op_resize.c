@@ -1,5 +1,9 @@
 /* op_resize.c — interpolate (nearest, bilinear) and pad (constant, reflect,
-   replicate) on the spatial dims, as torch.nn.functional does. */
+   replicate) on the spatial dims, as torch.nn.functional does, with their
+   gradients. Both ops are linear; each has an adjoint kernel that adds every
+   output's gradient back to the inputs it read, recorded as an op whose own
+   gradient is the forward again (constant padding's adjoint is padding by
+   the opposite amounts). */
 #include "kdx_internal.h"
 
 #include <math.h>
@@ -73,12 +77,39 @@ typedef struct interp_taps {
 DEF_INTERP_PLANE(float, f32)
 DEF_INTERP_PLANE(double, f64)
 
+/* The adjoint: gy [OH, OW] added into gx [H, W] (zeroed) with the same taps. */
+#define DEF_INTERP_ADJOINT(T, S)                                                             \
+    static void interp_adjoint_##S(const T *gy, T *gx, int64_t W, int64_t OH, int64_t OW,    \
+                                   const interp_taps *t, int bilinear)                       \
+    {                                                                                        \
+        for (int64_t oh = 0; oh < OH; oh++) {                                                \
+            T *r0 = gx + t->hi0[oh] * W;                                                     \
+            const T *src = gy + oh * OW;                                                     \
+            if (!bilinear) {                                                                 \
+                for (int64_t ow = 0; ow < OW; ow++) r0[t->wi0[ow]] += src[ow];               \
+                continue;                                                                    \
+            }                                                                                \
+            T *r1 = gx + t->hi1[oh] * W;                                                     \
+            T a0 = (T)t->hl0[oh], a1 = (T)t->hl1[oh];                                        \
+            for (int64_t ow = 0; ow < OW; ow++) {                                            \
+                T b0 = (T)t->wl0[ow], b1 = (T)t->wl1[ow], v = src[ow];                       \
+                int64_t c0 = t->wi0[ow], c1 = t->wi1[ow];                                    \
+                r0[c0] += a0 * b0 * v;                                                       \
+                r0[c1] += a0 * b1 * v;                                                       \
+                r1[c0] += a1 * b0 * v;                                                       \
+                r1[c1] += a1 * b1 * v;                                                       \
+            }                                                                                \
+        }                                                                                    \
+    }
+DEF_INTERP_ADJOINT(float, f32)
+DEF_INTERP_ADJOINT(double, f64)
+
 typedef struct interp_job {
     const char *x;
     char *y;
     int64_t H, W, OH, OW;
     const interp_taps *t;
-    int bilinear;
+    int bilinear, adjoint; /* adjoint: x holds OH x OW planes, y H x W ones */
     kdx_dtype dt;
 } interp_job;
 
@@ -86,10 +117,15 @@ static void interp_range(void *ud, int64_t lo, int64_t hi)
 {
     const interp_job *j = ud;
     size_t es = kdx_dtype_size(j->dt);
+    int64_t big = j->H * j->W, small = j->OH * j->OW;
     for (int64_t p = lo; p < hi; p++) {
-        const char *in = j->x + (size_t)(p * j->H * j->W) * es;
-        char *out = j->y + (size_t)(p * j->OH * j->OW) * es;
-        if (j->dt == KDX_DTYPE_F32)
+        const char *in = j->x + (size_t)(p * (j->adjoint ? small : big)) * es;
+        char *out = j->y + (size_t)(p * (j->adjoint ? big : small)) * es;
+        if (j->adjoint && j->dt == KDX_DTYPE_F32)
+            interp_adjoint_f32((const float *)in, (float *)out, j->W, j->OH, j->OW, j->t, j->bilinear);
+        else if (j->adjoint)
+            interp_adjoint_f64((const double *)in, (double *)out, j->W, j->OH, j->OW, j->t, j->bilinear);
+        else if (j->dt == KDX_DTYPE_F32)
             interp_plane_f32((const float *)in, (float *)out, j->W, j->OH, j->OW, j->t, j->bilinear);
         else
             interp_plane_f64((const double *)in, (double *)out, j->W, j->OH, j->OW, j->t, j->bilinear);
@@ -116,30 +152,38 @@ static void interp_build_taps(interp_taps *t, void *block, int64_t H, int64_t W,
     }
 }
 
-kdx_status kdx_interpolate(const kdx_tensor *x, int64_t oh, int64_t ow, kdx_interp_mode mode, int align_corners,
-                           double scale_h, double scale_w, kdx_tensor **out)
+static kdx_status interp_check(const char *fname, const kdx_tensor *x, int64_t oh, int64_t ow, kdx_interp_mode mode,
+                               int align_corners, double scale_h, double scale_w, kdx_tensor **out)
 {
-    const char *const fname = "interpolate";
     KDX_TRY(kdx__check_planes(fname, x));
-    if (!out) return kdx_fail(KDX_EINVAL, "interpolate: out is NULL");
+    if (!out) return kdx_fail(KDX_EINVAL, "%s: out is NULL", fname);
     if (mode != KDX_INTERP_NEAREST && mode != KDX_INTERP_BILINEAR)
-        return kdx_fail(KDX_EINVAL, "interpolate: unknown mode %d", (int)mode);
+        return kdx_fail(KDX_EINVAL, "%s: unknown mode %d", fname, (int)mode);
     if (mode == KDX_INTERP_NEAREST && align_corners)
-        return kdx_fail(KDX_EINVAL, "interpolate: align_corners can only be set with mode bilinear");
+        return kdx_fail(KDX_EINVAL, "%s: align_corners can only be set with mode bilinear", fname);
     if (!(scale_h >= 0 && scale_w >= 0) || isinf(scale_h) || isinf(scale_w))
-        return kdx_fail(KDX_EINVAL, "interpolate: scale factors must be finite and >= 0, got %g and %g", scale_h,
+        return kdx_fail(KDX_EINVAL, "%s: scale factors must be finite and >= 0, got %g and %g", fname, scale_h,
                         scale_w);
     if (oh < 1 || ow < 1 || oh > KDX_OPT_MAX || ow > KDX_OPT_MAX)
-        return kdx_fail(KDX_EINVAL, "interpolate: output size must be >= 1, got %lldx%lld", (long long)oh,
+        return kdx_fail(KDX_EINVAL, "%s: output size must be >= 1, got %lldx%lld", fname, (long long)oh,
                         (long long)ow);
+    return KDX_OK;
+}
+
+/* Resizes x's H x W planes to OH x OW, or (adjoint) adds x's OH x OW planes
+   back into H x W ones; H, W, OH, OW are the forward's sizes. */
+static kdx_status interp_run(const char *fname, const kdx_tensor *x, int adjoint, int64_t H, int64_t W, int64_t oh,
+                             int64_t ow, kdx_interp_mode mode, int align_corners, double scale_h, double scale_w,
+                             kdx_tensor **out)
+{
     int nd = x->ndim;
-    int64_t shape[4], H = x->shape[nd - 2], W = x->shape[nd - 1];
+    int64_t shape[4];
     memcpy(shape, x->shape, (size_t)nd * sizeof *shape);
-    shape[nd - 2] = oh;
-    shape[nd - 1] = ow;
+    shape[nd - 2] = adjoint ? H : oh;
+    shape[nd - 1] = adjoint ? W : ow;
     size_t tbytes = (size_t)(oh + ow) * 2 * (sizeof(int64_t) + sizeof(double));
     void *block = kdx__malloc(tbytes);
-    if (!block) return kdx_fail(KDX_ENOMEM, "interpolate: out of memory");
+    if (!block) return kdx_fail(KDX_ENOMEM, "%s: out of memory", fname);
     kdx_tensor *xc = NULL, *y = NULL;
     kdx_status s = kdx_contiguous(x, &xc);
     if (s == KDX_OK) s = kdx__new(fname, x->dtype, nd, shape, &y);
@@ -151,12 +195,72 @@ kdx_status kdx_interpolate(const kdx_tensor *x, int64_t oh, int64_t ow, kdx_inte
     interp_taps t;
     int bilinear = mode == KDX_INTERP_BILINEAR;
     interp_build_taps(&t, block, H, W, oh, ow, bilinear, align_corners, scale_h, scale_w, x->dtype);
-    interp_job j = {kdx__base(xc), kdx__base(y), H, W, oh, ow, &t, bilinear, x->dtype};
+    interp_job j = {kdx__base(xc), kdx__base(y), H, W, oh, ow, &t, bilinear, adjoint, x->dtype};
+    /* each plane belongs to one task, so the adjoint's sums need no locks */
     kdx__parallel_for(kdx__numel(nd - 2, x->shape), kdx__grain(oh * ow * (bilinear ? 4 : 1)), interp_range, &j);
     kdx__free(block, tbytes);
     kdx_tensor_release(xc);
     *out = y;
     return KDX_OK;
+}
+
+static kdx_status interp_adjoint(const kdx_tensor *g, int64_t H, int64_t W, kdx_interp_mode mode, int align,
+                                 double sh, double sw, kdx_tensor **out);
+
+/* Node parameters: ip[0] mode, ip[1] align_corners, p[0..1] scale factors. */
+static kdx_status interp_record(const char *name, kdx_backward_fn bw, const kdx_tensor *x, kdx_interp_mode mode,
+                                int align, double sh, double sw, kdx_status s, kdx_tensor **out)
+{
+    if (s != KDX_OK || !kdx__needs_node(1, &x)) return s;
+    kdx_node *n;
+    KDX_TRY(kdx__record(name, bw, 1, &x, out, &n));
+    n->ip[0] = mode, n->ip[1] = align;
+    n->p[0] = sh, n->p[1] = sw;
+    return KDX_OK;
+}
+
+/* The pair's gradients, sizes taken from the node's input: interpolate's is
+   the adjoint back to H x W, the adjoint's is interpolate to OH x OW. */
+static kdx_status interp_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    (void)want;
+    const kdx_edge *e = &n->next[0];
+    return interp_adjoint(g, e->shape[e->ndim - 2], e->shape[e->ndim - 1], (kdx_interp_mode)n->ip[0], (int)n->ip[1],
+                          n->p[0], n->p[1], &gin[0]);
+}
+
+static kdx_status interp_adjoint_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    (void)want;
+    const kdx_edge *e = &n->next[0];
+    return kdx_interpolate(g, e->shape[e->ndim - 2], e->shape[e->ndim - 1], (kdx_interp_mode)n->ip[0], (int)n->ip[1],
+                           n->p[0], n->p[1], &gin[0]);
+}
+
+/* g [..., OH, OW] added back into [..., H, W] through the taps that
+   interpolating H x W to OH x OW used. */
+static kdx_status interp_adjoint(const kdx_tensor *g, int64_t H, int64_t W, kdx_interp_mode mode, int align,
+                                 double sh, double sw, kdx_tensor **out)
+{
+    const char *const fname = "interpolate_backward";
+    KDX_TRY(interp_check(fname, g, H, W, mode, align, sh, sw, out));
+    bool was = kdx__grad_pause();
+    kdx_status s = interp_run(fname, g, 1, H, W, g->shape[g->ndim - 2], g->shape[g->ndim - 1], mode, align, sh, sw,
+                              out);
+    kdx__grad_restore(was);
+    return interp_record(fname, interp_adjoint_backward, g, mode, align, sh, sw, s, out);
+}
+
+kdx_status kdx_interpolate(const kdx_tensor *x, int64_t oh, int64_t ow, kdx_interp_mode mode, int align_corners,
+                           double scale_h, double scale_w, kdx_tensor **out)
+{
+    const char *const fname = "interpolate";
+    KDX_TRY(interp_check(fname, x, oh, ow, mode, align_corners, scale_h, scale_w, out));
+    bool was = kdx__grad_pause();
+    kdx_status s = interp_run(fname, x, 0, x->shape[x->ndim - 2], x->shape[x->ndim - 1], oh, ow, mode, align_corners,
+                              scale_h, scale_w, out);
+    kdx__grad_restore(was);
+    return interp_record(fname, interp_backward, x, mode, align_corners, scale_h, scale_w, s, out);
 }
 
 /* ==== pad ============================================================================ */
@@ -222,6 +326,20 @@ static void pad_range(void *ud, int64_t lo, int64_t hi)
     }
 }
 
+/* Output shape and left pads of padding a tensor of shape by pads. */
+static void pad_geom(int nd, const int64_t *shape, const int64_t *pads, int npads, int64_t *oshape, int64_t *lo)
+{
+    for (int d = 0; d < nd; d++) {
+        oshape[d] = shape[d];
+        lo[d] = 0;
+    }
+    for (int k = 0; k < npads / 2; k++) {
+        int d = nd - 1 - k;
+        oshape[d] = shape[d] + pads[2 * k] + pads[2 * k + 1];
+        lo[d] = pads[2 * k];
+    }
+}
+
 static kdx_status pad_check(const kdx_tensor *x, const int64_t *pads, int npads, kdx_pad_mode mode, double value,
                             int64_t *oshape, int64_t *lo)
 {
@@ -236,10 +354,6 @@ static kdx_status pad_check(const kdx_tensor *x, const int64_t *pads, int npads,
     if (mode == KDX_PAD_CONSTANT && x->dtype == KDX_DTYPE_I64 && !(value >= -9.2e18 && value <= 9.2e18))
         return kdx_fail(KDX_EINVAL, "pad: value %g does not fit int64 x", value);
     static const char *const names[] = {"constant", "reflect", "replicate"};
-    for (int d = 0; d < x->ndim; d++) {
-        oshape[d] = x->shape[d];
-        lo[d] = 0;
-    }
     for (int k = 0; k < npads / 2; k++) {
         int d = x->ndim - 1 - k;
         int64_t a = pads[2 * k], b = pads[2 * k + 1], n = x->shape[d];
@@ -250,12 +364,11 @@ static kdx_status pad_check(const kdx_tensor *x, const int64_t *pads, int npads,
                             (long long)a, (long long)b, (long long)n, kdx__shp(x));
         if (mode != KDX_PAD_CONSTANT && n < 1)
             return kdx_fail(KDX_ESHAPE, "pad: %s mode needs non-empty padded dims, x is %s", names[mode], kdx__shp(x));
-        oshape[d] = n + a + b;
-        lo[d] = a;
-        if (oshape[d] < (mode == KDX_PAD_CONSTANT ? 0 : 1))
+        if (n + a + b < (mode == KDX_PAD_CONSTANT ? 0 : 1))
             return kdx_fail(KDX_ESHAPE, "pad: size %lld of x %s with pads (%lld,%lld) gives size %lld",
-                            (long long)n, kdx__shp(x), (long long)a, (long long)b, (long long)oshape[d]);
+                            (long long)n, kdx__shp(x), (long long)a, (long long)b, (long long)(n + a + b));
     }
+    pad_geom(x->ndim, x->shape, pads, npads, oshape, lo);
     return KDX_OK;
 }
 
@@ -293,6 +406,107 @@ static kdx_status pad_fwd(const kdx_tensor *x, const int64_t *pads, int npads, k
     return KDX_OK;
 }
 
+/* Reflect and replicate padding's adjoint: every output's gradient added to
+   the input element it copied. Blocks of the unpadded leading dims are
+   independent, so they are spread over the threads; within a block rows
+   share sources and are summed in order. */
+#define DEF_PAD_ADJOINT(T, S)                                                                 \
+    static void pad_adjoint_block_##S(const pad_job *j, const T *gy, T *gx, int npad)        \
+    {                                                                                         \
+        int nd = j->nd, first = nd - npad; /* the padded dims are first..nd-1 */              \
+        int64_t in_last = j->ishape[nd - 1], out_last = j->oshape[nd - 1];                     \
+        int64_t rows = kdx__numel(npad - 1, j->oshape + first);                               \
+        for (int64_t r = 0; r < rows; r++, gy += out_last) {                                  \
+            int64_t rem = r, src_row = 0, mul = 1;                                            \
+            for (int d = nd - 2; d >= first; d--) {                                           \
+                src_row += pad_src(rem % j->oshape[d], j->lo[d], j->ishape[d], j->mode) * mul; \
+                rem /= j->oshape[d];                                                          \
+                mul *= j->ishape[d];                                                          \
+            }                                                                                 \
+            T *dst = gx + src_row * in_last;                                                  \
+            for (int64_t o = 0; o < out_last; o++)                                            \
+                dst[pad_src(o, j->lo[nd - 1], in_last, j->mode)] += gy[o];                    \
+        }                                                                                     \
+    }
+DEF_PAD_ADJOINT(float, f32)
+DEF_PAD_ADJOINT(double, f64)
+
+typedef struct pad_adjoint_job {
+    const pad_job *p;
+    int npad; /* padded (trailing) dims */
+    int64_t in_block, out_block;
+} pad_adjoint_job;
+
+static void pad_adjoint_range(void *ud, int64_t lo, int64_t hi)
+{
+    const pad_adjoint_job *a = ud;
+    const pad_job *j = a->p;
+    for (int64_t b = lo; b < hi; b++) {
+        const char *gy = j->x + (size_t)(b * a->out_block) * j->es;
+        char *gx = j->y + (size_t)(b * a->in_block) * j->es;
+        if (j->es == sizeof(float)) pad_adjoint_block_f32(j, (const float *)gy, (float *)gx, a->npad);
+        else pad_adjoint_block_f64(j, (const double *)gy, (double *)gx, a->npad);
+    }
+}
+
+static kdx_status pad_adjoint(const kdx_tensor *g, const int64_t *pads, int npads, kdx_pad_mode mode, int nd,
+                              const int64_t *ishape, kdx_tensor **out);
+
+/* Node parameters: ip[0..] the pads, p[0] their count, p[1] the mode. */
+static kdx_status pad_record(const char *name, kdx_backward_fn bw, const kdx_tensor *x, const int64_t *pads,
+                             int npads, kdx_pad_mode mode, kdx_tensor **out)
+{
+    kdx_node *n;
+    KDX_TRY(kdx__record(name, bw, 1, &x, out, &n));
+    for (int i = 0; i < npads; i++) n->ip[i] = pads[i];
+    n->p[0] = npads, n->p[1] = mode;
+    return KDX_OK;
+}
+
+/* The pair's gradients: pad's is the adjoint back to x's shape, the
+   adjoint's is pad again. */
+static kdx_status pad_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    (void)want;
+    return pad_adjoint(g, n->ip, (int)n->p[0], (kdx_pad_mode)n->p[1], n->next[0].ndim, n->next[0].shape, &gin[0]);
+}
+
+static kdx_status pad_adjoint_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    (void)want;
+    return kdx_pad(g, n->ip, (int)n->p[0], (kdx_pad_mode)n->p[1], 0, &gin[0]);
+}
+
+/* g, of the padded shape, summed back into ishape. */
+static kdx_status pad_adjoint(const kdx_tensor *g, const int64_t *pads, int npads, kdx_pad_mode mode, int nd,
+                              const int64_t *ishape, kdx_tensor **out)
+{
+    const char *const fname = "pad_backward";
+    int64_t oshape[KDX_MAX_DIMS], lo[KDX_MAX_DIMS];
+    pad_geom(nd, ishape, pads, npads, oshape, lo);
+    KDX_TRY(kdx__check_float(fname, "gradient", g));
+    if (g->ndim != nd || memcmp(g->shape, oshape, (size_t)nd * sizeof *oshape))
+        return kdx_fail(KDX_ESHAPE, "%s: gradient %s does not have the padded shape", fname, kdx__shp(g));
+    kdx_tensor *gc = NULL, *y = NULL;
+    bool was = kdx__grad_pause();
+    kdx_status s = kdx_contiguous(g, &gc);
+    kdx__grad_restore(was);
+    if (s == KDX_OK) s = kdx__new(fname, g->dtype, nd, ishape, &y);
+    if (s != KDX_OK) {
+        KDX_RELEASE(gc, y);
+        return s;
+    }
+    pad_job j = {kdx__base(gc), kdx__base(y), nd, ishape, oshape, lo, mode, kdx_dtype_size(g->dtype), 0};
+    int npad = npads / 2;
+    pad_adjoint_job a = {&j, npad, kdx__numel(npad, ishape + nd - npad), kdx__numel(npad, oshape + nd - npad)};
+    if (a.in_block > 0 && a.out_block > 0)
+        kdx__parallel_for(kdx__numel(nd - npad, ishape), kdx__grain(a.out_block), pad_adjoint_range, &a);
+    kdx_tensor_release(gc);
+    *out = y;
+    if (!kdx__needs_node(1, &g)) return KDX_OK;
+    return pad_record(fname, pad_adjoint_backward, g, pads, npads, mode, out);
+}
+
 /* Constant padding is linear and its adjoint is padding by the opposite
    amounts (cropping what was added). ip holds the pads, p[0] their count. */
 static kdx_status pad_constant_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
@@ -311,15 +525,7 @@ kdx_status kdx_pad(const kdx_tensor *x, const int64_t *pads, int npads, kdx_pad_
     kdx_status s = pad_fwd(x, pads, npads, mode, value, out);
     kdx__grad_restore(was);
     if (s != KDX_OK || !kdx__needs_node(1, &x)) return s;
-    if (mode != KDX_PAD_CONSTANT) {
-        kdx_tensor_release(*out);
-        *out = NULL;
-        return kdx_fail(KDX_ESTATE, "pad: the gradient of %s padding is not implemented yet",
-                        mode == KDX_PAD_REFLECT ? "reflect" : "replicate");
-    }
-    kdx_node *n;
-    KDX_TRY(kdx__record("pad", pad_constant_backward, 1, &x, out, &n));
-    for (int i = 0; i < npads; i++) n->ip[i] = pads[i];
-    n->p[0] = npads;
-    return KDX_OK;
+    /* no pads: a copy, whose gradient is the constant case's (a copy back) */
+    bool linear_copy = mode == KDX_PAD_CONSTANT || npads == 0;
+    return pad_record("pad", linear_copy ? pad_constant_backward : pad_backward, x, pads, npads, mode, out);
 }

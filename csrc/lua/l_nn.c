@@ -80,7 +80,10 @@ static int l_max_pool2d(lua_State *L)
     kdx_pool_opts po = pool_opts(L, "max_pool2d");
     kdx_tensor **out = kdxL_newbox(L), **idx = kdxL_newbox(L);
     kdxL_check(L, kdx_max_pool2d(x, &po, out, idx));
-    kdxL_check(L, kdx_binary_scalar_(KDX_BIN_ADD, *idx, 1)); /* 1-based positions in Lua */
+    kdx_tensor *one; /* 1-based positions in Lua, in a new tensor: the engine may keep the original */
+    kdxL_check(L, kdx_binary_scalar(KDX_BIN_ADD, *idx, 1, 0, &one));
+    kdx_tensor_release(*idx);
+    *idx = one;
     return 2;
 }
 
