@@ -27,10 +27,10 @@ endif
 WERROR  ?= -Werror
 WARN    := -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes $(WERROR)
 CFLAGS  ?=
-CFLAGS  += -std=c11 $(OPT) -fPIC -fopenmp $(WARN) $(SANFLAGS)
+CFLAGS  += -std=c11 $(OPT) -fPIC -pthread $(WARN) $(SANFLAGS)
 LUA_INC ?= $(shell pkg-config --cflags lua$(LUA_VERSION) 2>/dev/null || echo -I/usr/include/lua$(LUA_VERSION))
-LIBS    := -lopenblas -lm
-LDFLAGS += -fopenmp $(SANFLAGS)
+LIBS    := -lopenblas -lz -lm
+LDFLAGS += -pthread $(SANFLAGS)
 
 ENGINE_SRC := $(wildcard csrc/*.c)
 BIND_SRC   := $(wildcard csrc/lua/*.c)

@@ -49,12 +49,23 @@ kdx_status kdx_index_rebase(const char *fname, const kdx_tensor *idx, int64_t ba
     return KDX_OK;
 }
 
-/* Checks 0-based index values against size. */
+/* Checks 0-based index values against size (without a copy). */
 static kdx_status check_range(const char *fname, const kdx_tensor *idx, int64_t size)
 {
-    kdx_tensor *tmp;
-    KDX_TRY(kdx_index_rebase(fname, idx, 0, size, 0, &tmp));
-    kdx_tensor_release(tmp);
+    const kdx_tensor *ts[1] = {idx};
+    kdx_iter it;
+    char *p[1];
+    int64_t n, st[1];
+    kdx__iter_init(&it, 1, ts, idx->ndim, idx->shape);
+    while (kdx__iter_next(&it, p, &n, st))
+        for (int64_t i = 0; i < n; i++) {
+            int64_t v = *(const int64_t *)(p[0] + i * st[0]);
+            if (v < 0 || v >= size) {
+                if (size == 0) return kdx_fail(KDX_EINDEX, "%s: index %lld into a dim of size 0", fname, (long long)v);
+                return kdx_fail(KDX_EINDEX, "%s: index %lld out of range [0, %lld]", fname, (long long)v,
+                                (long long)(size - 1));
+            }
+        }
     return KDX_OK;
 }
 
@@ -92,11 +103,29 @@ static kdx_status index_select_fwd(const kdx_tensor *x, int dim, const kdx_tenso
 
 /* Shared walk of gather/scatter: for every position p of idx, the element of
    `data` at p with coordinate dim replaced by idx[p], and the element of
-   `other` at p. Calls fn(data_ptr, other_ptr). */
-typedef void (*pair_fn)(kdx_dtype dt, char *data, char *other);
+   `other` at p; mode says what to do with the pair. The index values are all
+   checked before anything is written, so a bad index leaves data untouched. */
+typedef enum walk_mode { WALK_LOAD, WALK_STORE, WALK_ADD } walk_mode;
+
+/* One row of the walk (the last dim of idx), typed. */
+#define WALK_ROW(T)                                                                               \
+    do {                                                                                          \
+        T *dp = (T *)kdx__base(data);                                                             \
+        T *op = (T *)kdx__base(other);                                                            \
+        for (int64_t j = 0; j < inner; j++) {                                                     \
+            int64_t k = ip[oi0 + j * si], od = od0 + k * sd + (last_is_d ? 0 : j * sdl);          \
+            int64_t oo = oo0 + j * so;                                                            \
+            if (mode == WALK_LOAD) op[oo] = dp[od];                                               \
+            else if (mode == WALK_STORE) dp[od] = op[oo];                                         \
+            else dp[od] = ADD_##T(dp[od], op[oo]);                                                \
+        }                                                                                         \
+    } while (0)
+#define ADD_float(a, b) ((a) + (b))
+#define ADD_double(a, b) ((a) + (b))
+#define ADD_int64_t(a, b) ((int64_t)((uint64_t)(a) + (uint64_t)(b))) /* wraps, no UB */
 
 static kdx_status index_walk(const char *fname, const kdx_tensor *data, int d, const kdx_tensor *idx,
-                             const kdx_tensor *other, pair_fn fn)
+                             const kdx_tensor *other, walk_mode mode)
 {
     if (idx->ndim != data->ndim)
         return kdx_fail(KDX_ESHAPE, "%s: index has %d dims but input has %d", fname, idx->ndim, data->ndim);
@@ -109,35 +138,32 @@ static kdx_status index_walk(const char *fname, const kdx_tensor *data, int d, c
     }
     int64_t size = data->ndim ? data->shape[d] : 1;
     KDX_TRY(check_range(fname, idx, size));
-    int64_t n = kdx_tensor_numel(idx), coord[KDX_MAX_DIMS] = {0};
-    int64_t es = (int64_t)kdx_dtype_size(data->dtype);
-    for (int64_t p = 0; p < n; p++) {
-        int64_t oi = 0, od = 0, oo = 0;
-        for (int i = 0; i < idx->ndim; i++) {
-            oi += coord[i] * idx->stride[i];
-            oo += coord[i] * other->stride[i];
-            if (i != d) od += coord[i] * data->stride[i];
+    if (kdx_tensor_numel(idx) == 0) return KDX_OK;
+    int nd = idx->ndim, last = nd - 1;
+    bool last_is_d = nd == 0 || last == d;
+    int64_t inner = nd ? idx->shape[last] : 1;
+    int64_t si = nd ? idx->stride[last] : 0, so = nd ? other->stride[last] : 0;
+    int64_t sdl = nd ? data->stride[last] : 0, sd = nd ? data->stride[d] : 0;
+    const int64_t *ip = (const int64_t *)kdx__base(idx);
+    int64_t coord[KDX_MAX_DIMS] = {0}, rows = nd ? kdx_tensor_numel(idx) / inner : 1;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t oi0 = 0, od0 = 0, oo0 = 0;
+        for (int i = 0; i < last; i++) {
+            oi0 += coord[i] * idx->stride[i];
+            oo0 += coord[i] * other->stride[i];
+            if (i != d) od0 += coord[i] * data->stride[i];
         }
-        int64_t k = ((const int64_t *)kdx__base(idx))[oi];
-        if (data->ndim) od += k * data->stride[d];
-        fn(data->dtype, kdx__base(data) + od * es, kdx__base(other) + oo * es);
-        for (int i = idx->ndim - 1; i >= 0; i--) {
+        switch (data->dtype) {
+        case KDX_DTYPE_F32: WALK_ROW(float); break;
+        case KDX_DTYPE_F64: WALK_ROW(double); break;
+        case KDX_DTYPE_I64: WALK_ROW(int64_t); break;
+        }
+        for (int i = last - 1; i >= 0; i--) {
             if (++coord[i] < idx->shape[i]) break;
             coord[i] = 0;
         }
     }
     return KDX_OK;
-}
-
-static void pair_load(kdx_dtype dt, char *data, char *other) { memcpy(other, data, kdx_dtype_size(dt)); }
-static void pair_store(kdx_dtype dt, char *data, char *other) { memcpy(data, other, kdx_dtype_size(dt)); }
-static void pair_add(kdx_dtype dt, char *data, char *other)
-{
-    switch (dt) {
-    case KDX_DTYPE_F32: *(float *)data += *(const float *)other; break;
-    case KDX_DTYPE_F64: *(double *)data += *(const double *)other; break;
-    case KDX_DTYPE_I64: *(int64_t *)data = (int64_t)((uint64_t) * (int64_t *)data + (uint64_t) * (const int64_t *)other); break;
-    }
 }
 
 static kdx_status gather_fwd(const kdx_tensor *x, int dim, const kdx_tensor *idx, kdx_tensor **out)
@@ -148,7 +174,7 @@ static kdx_status gather_fwd(const kdx_tensor *x, int dim, const kdx_tensor *idx
     KDX_TRY(kdx__dim("gather", x->ndim, dim, &d));
     kdx_tensor *y;
     KDX_TRY(kdx__new("gather", x->dtype, idx->ndim, idx->shape, &y));
-    kdx_status s = index_walk("gather", x, d, idx, y, pair_load);
+    kdx_status s = index_walk("gather", x, d, idx, y, WALK_LOAD);
     if (s != KDX_OK) {
         kdx_tensor_release(y);
         return s;
@@ -158,7 +184,7 @@ static kdx_status gather_fwd(const kdx_tensor *x, int dim, const kdx_tensor *idx
 }
 
 static kdx_status scatter(const char *fname, kdx_tensor *x, int dim, const kdx_tensor *idx, const kdx_tensor *src,
-                          pair_fn fn)
+                          walk_mode mode)
 {
     KDX_TRY(kdx__arg(fname, "input", x));
     KDX_TRY(need_index(fname, "index", idx));
@@ -171,7 +197,7 @@ static kdx_status scatter(const char *fname, kdx_tensor *x, int dim, const kdx_t
         return kdx_fail(KDX_ESHAPE, "%s: source has %d dims but input has %d", fname, src->ndim, x->ndim);
     kdx_tensor *sc;
     KDX_TRY(kdx_to(src, x->dtype, &sc));
-    kdx_status s = index_walk(fname, x, d, idx, sc, fn);
+    kdx_status s = index_walk(fname, x, d, idx, sc, mode);
     kdx_tensor_release(sc);
     if (s == KDX_OK) kdx__bump(x);
     return s;
@@ -179,12 +205,12 @@ static kdx_status scatter(const char *fname, kdx_tensor *x, int dim, const kdx_t
 
 kdx_status kdx_scatter_(kdx_tensor *x, int dim, const kdx_tensor *idx, const kdx_tensor *src)
 {
-    return scatter("scatter_", x, dim, idx, src, pair_store);
+    return scatter("scatter_", x, dim, idx, src, WALK_STORE);
 }
 
 kdx_status kdx_scatter_add_(kdx_tensor *x, int dim, const kdx_tensor *idx, const kdx_tensor *src)
 {
-    return scatter("scatter_add_", x, dim, idx, src, pair_add);
+    return scatter("scatter_add_", x, dim, idx, src, WALK_ADD);
 }
 
 kdx_status kdx_index_add_(kdx_tensor *x, int dim, const kdx_tensor *idx, const kdx_tensor *src, double alpha)

@@ -1,47 +1,136 @@
-/* parallel.c — the engine's thread count and its one parallel-loop helper.
-   OpenMP's threads are the engine's only pool (blas.c splits GEMMs over them). */
+/* parallel.c — the engine's thread count and its one parallel-loop helper,
+ * over a small pool of its own.
+ *
+ * Why not OpenMP: libgomp's workers spin after every parallel region, and
+ * next to OpenBLAS's threads and the caller on a 2-core machine that spinning
+ * took the cores from the thread with work to do (a CNN training step ran 4x
+ * slower than on one thread). This pool spins only briefly, then sleeps on a
+ * condition variable. One job runs at a time; a caller that finds the pool
+ * busy (another thread, or a nested loop) runs its loop on its own thread. */
+#define _POSIX_C_SOURCE 200809L
 #include "kdx_internal.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
 
 static int num_threads; /* 0 until set: use the machine's core count */
-static int core_count;  /* asked once: omp_get_num_procs is a system call */
+static int core_count;  /* asked once */
 
 void kdx_set_num_threads(int n)
 {
     if (n < 1) n = 1;
+    if (n > 256) n = 256;
     num_threads = n; /* OpenBLAS stays single-threaded: see blas.c */
 }
 
 int kdx_get_num_threads(void)
 {
     if (num_threads > 0) return num_threads;
-    if (core_count == 0) {
-#ifdef _OPENMP
-        core_count = omp_get_num_procs(); /* a benign race: every thread writes the same value */
-#else
-        core_count = 1;
-#endif
+    if (core_count == 0) { /* a benign race: every thread writes the same value */
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        core_count = n > 0 ? (int)(n > 256 ? 256 : n) : 1;
     }
     return core_count;
 }
 
+/* ---- the pool ---- */
+
+typedef struct pool {
+    pthread_mutex_t lock;     /* guards everything below but the atomics */
+    pthread_cond_t wake, done;
+    int nworkers;             /* threads started (they never exit) */
+    unsigned long generation; /* bumped for every job */
+    /* the current job */
+    kdx__range_fn fn;
+    void *ud;
+    int64_t n, chunks;
+    atomic_long next;         /* next chunk to take */
+    atomic_long left;         /* chunks not finished */
+    int want;                 /* workers asked to help with this job */
+} pool;
+
+static pool P = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0,
+                 NULL, NULL, 0, 0, 0, 0, 0};
+static pthread_mutex_t job_lock = PTHREAD_MUTEX_INITIALIZER; /* one job at a time */
+static _Thread_local bool in_job;                            /* this thread runs part of a job */
+
+/* Takes and runs chunks of the current job until none are left. */
+static void run_chunks(void)
+{
+    for (;;) {
+        int64_t c = atomic_fetch_add(&P.next, 1);
+        if (c >= P.chunks) return;
+        P.fn(P.ud, P.n * c / P.chunks, P.n * (c + 1) / P.chunks);
+        if (atomic_fetch_sub(&P.left, 1) == 1) {
+            pthread_mutex_lock(&P.lock);
+            pthread_cond_signal(&P.done);
+            pthread_mutex_unlock(&P.lock);
+        }
+    }
+}
+
+static void *worker(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    unsigned long seen = 0;
+    in_job = true;
+    for (;;) {
+        /* A short spin catches jobs that follow each other closely. */
+        for (int spin = 0; spin < 2000 && __atomic_load_n(&P.generation, __ATOMIC_ACQUIRE) == seen; spin++)
+            sched_yield();
+        pthread_mutex_lock(&P.lock);
+        while (P.generation == seen) pthread_cond_wait(&P.wake, &P.lock);
+        seen = P.generation;
+        bool help = id < P.want;
+        pthread_mutex_unlock(&P.lock);
+        if (help) run_chunks();
+    }
+    return NULL;
+}
+
+/* Starts workers up to n (fewer if the system refuses threads). */
+static void grow_pool(int n)
+{
+    while (P.nworkers < n) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int r = pthread_create(&t, &attr, worker, (void *)(intptr_t)P.nworkers);
+        pthread_attr_destroy(&attr);
+        if (r != 0) {
+            kdx__log(KDX_LOG_WARN, "parallel: could not start a worker thread; running with %d", P.nworkers + 1);
+            return;
+        }
+        P.nworkers++;
+    }
+}
+
 void kdx__parallel_for(int64_t n, int64_t grain, kdx__range_fn fn, void *ud)
 {
+    if (n <= 0) return;
     int nt = kdx_get_num_threads();
-#ifdef _OPENMP
-    if (omp_in_parallel()) nt = 1; /* nested: the enclosing loop already uses the threads */
-#endif
     if (grain < 1) grain = 1;
-    if (nt > 1 && n >= 2 * grain) {
-        int64_t chunks = n / grain < nt ? n / grain : nt;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads((int)chunks) schedule(static)
-#endif
-        for (int64_t c = 0; c < chunks; c++) fn(ud, n * c / chunks, n * (c + 1) / chunks);
+    int64_t chunks = n / grain < nt ? n / grain : nt;
+    if (nt <= 1 || chunks < 2 || in_job || pthread_mutex_trylock(&job_lock) != 0) {
+        fn(ud, 0, n);
         return;
     }
-    if (n > 0) fn(ud, 0, n);
+    pthread_mutex_lock(&P.lock);
+    grow_pool((int)chunks - 1);
+    P.fn = fn, P.ud = ud, P.n = n, P.chunks = chunks;
+    atomic_store(&P.next, 0);
+    atomic_store(&P.left, chunks);
+    P.want = (int)chunks - 1;
+    __atomic_store_n(&P.generation, P.generation + 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&P.wake);
+    pthread_mutex_unlock(&P.lock);
+    in_job = true;
+    run_chunks();
+    in_job = false;
+    pthread_mutex_lock(&P.lock);
+    while (atomic_load(&P.left) > 0) pthread_cond_wait(&P.done, &P.lock);
+    pthread_mutex_unlock(&P.lock);
+    pthread_mutex_unlock(&job_lock);
 }

@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <string.h>
 
-static atomic_long live_tensors;
+static atomic_long live_tensors, live_bytes;
 
 int64_t kdx_debug_live_tensors(void) { return (int64_t)atomic_load(&live_tensors); }
+
+int64_t kdx_debug_live_bytes(void) { return (int64_t)atomic_load(&live_bytes); }
 
 /* ---- storage and lifetime ----
  * A new tensor's header, its storage record and its data share one block
@@ -20,7 +22,10 @@ int64_t kdx_debug_live_tensors(void) { return (int64_t)atomic_load(&live_tensors
 
 static void storage_release(kdx_storage *s)
 {
-    if (s && atomic_fetch_sub(&s->refs, 1) == 1) kdx__free(s->block, s->block_bytes);
+    if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
+        atomic_fetch_sub(&live_bytes, (long)s->block_bytes);
+        kdx__free(s->block, s->block_bytes);
+    }
 }
 
 kdx_tensor *kdx_tensor_retain(kdx_tensor *t)
@@ -190,6 +195,7 @@ static kdx_status tensor_new(const char *fname, kdx_dtype dt, int ndim, const in
     s->nbytes = nbytes;
     s->block = block;
     s->block_bytes = head + nbytes;
+    atomic_fetch_add(&live_bytes, (long)s->block_bytes);
     header_init(t, dt, ndim, shape);
     t->in_block = true;
     t->storage = s;

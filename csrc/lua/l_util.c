@@ -4,6 +4,7 @@
 #include "kdx_lua.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,8 +15,26 @@
    costs on every call (it shows in the per-op overhead). */
 const char kdxL_tensor_mt_key = 't';
 
+/* Lua sees a tensor as an 8-byte box, so its collector has no idea how much
+   memory dead tensors hold. When the engine's live bytes pass a threshold,
+   collect, and set the next threshold at twice what survived (as Torch7's
+   heap tracking did). Without this a training loop's activations pile up
+   between collections and every step allocates fresh, page-faulting memory. */
+static atomic_llong gc_threshold = (long long)64 << 20;
+
+static void collect_if_heavy(lua_State *L)
+{
+    long long live = (long long)kdx_debug_live_bytes();
+    if (live < atomic_load_explicit(&gc_threshold, memory_order_relaxed)) return;
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    live = (long long)kdx_debug_live_bytes();
+    long long next = 2 * live;
+    atomic_store(&gc_threshold, next > ((long long)64 << 20) ? next : (long long)64 << 20);
+}
+
 kdx_tensor **kdxL_newbox(lua_State *L)
 {
+    collect_if_heavy(L);
     kdx_tensor **box = lua_newuserdatauv(L, sizeof *box, 0);
     *box = NULL;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &kdxL_tensor_mt_key);
