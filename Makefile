@@ -75,8 +75,9 @@ $(BUILD)/test/%: csrc/test/%.c $(LIB) csrc/test/ctest.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icsrc $< -o $@ $(LIB) $(LDFLAGS) $(LIBS)
 
+# The tests and the demo read Fashion-MNIST (Debian's dataset-fashion-mnist).
 deps:
-	@sh scripts/deps.sh
+	@sh scripts/deps.sh --data
 
 ctest: $(CTEST_BIN)
 	@sh scripts/run_tests.sh ctest $(BUILD) $(CTEST_BIN)

@@ -206,6 +206,20 @@ describe("autograd", function()
       assert.are.equal(before, kdx.debug.live_tensors())
     end)
 
+    it("computes a Hessian-vector product of an MLP as PyTorch does", function()
+      local h = dofile("spec/fixtures/optim_golden.lua").hvp_mlp
+      local function T(f) return kdx.tensor(f.data, f.dtype):reshape(f.shape) end
+      local x = T(h.x)
+      local params, vs = {}, {}
+      for i = 1, 3 do params[i], vs[i] = T(h.params[i]):requires_grad(true), T(h.v[i]) end
+      local w1, b1, w2 = table.unpack(params)
+      local loss = kdx.matmul(kdx.matmul(x, w1:t()):add(b1):tanh(), w2:t()):pow(2):sum() / 5
+      local gs = kdx.grad(loss, params, {create_graph = true})
+      local dot = (gs[1] * vs[1]):sum() + (gs[2] * vs[2]):sum() + (gs[3] * vs[3]):sum()
+      local hv = kdx.grad(dot, params)
+      for i = 1, 3 do close(hv[i], T(h.hv[i]), 1e-10, 1e-10) end
+    end)
+
     it("frees a long chain without exhausting the C stack", function()
       local a = var({2}, 7)
       local h = a

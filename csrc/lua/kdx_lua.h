@@ -85,6 +85,9 @@ void kdxL_open_tensor(lua_State *L, int methods);
 void kdxL_open_ops(lua_State *L, int methods);
 void kdxL_open_nn(lua_State *L, int methods);
 void kdxL_open_autograd(lua_State *L, int methods);
+void kdxL_open_io(lua_State *L, int methods);
+void kdxL_open_optim(lua_State *L, int methods);
+void kdxL_open_data(lua_State *L, int methods);
 
 /* Registers f under name both in the module table at mod and in methods. */
 void kdxL_register(lua_State *L, int mod, int methods, const luaL_Reg *fns, int as_method);

@@ -1,7 +1,10 @@
 /* l_core.c — luaopen_kdx_core: the module table, the tensor metatable, and
    per-state things (the generator). Sets no globals: two Lua states in one
    process each get their own generator and share nothing mutable. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "kdx_lua.h"
+
+#include <time.h>
 
 static const char GEN_KEY = 'g'; /* registry key: the address is what matters */
 
@@ -81,6 +84,15 @@ static int l_get_num_threads(lua_State *L)
     return 1;
 }
 
+/* Seconds on a monotonic wall clock (for timing; os.clock is CPU time summed over threads). */
+static int l_clock(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+    return 1;
+}
+
 static int l_live_tensors(lua_State *L)
 {
     lua_pushinteger(L, (lua_Integer)kdx_debug_live_tensors());
@@ -109,12 +121,15 @@ int luaopen_kdx_core(lua_State *L)
     kdxL_open_ops(L, methods);
     kdxL_open_nn(L, methods);
     kdxL_open_autograd(L, methods);
+    kdxL_open_io(L, methods);
+    kdxL_open_optim(L, methods);
+    kdxL_open_data(L, methods);
     lua_pop(L, 1);
 
     static const luaL_Reg fns[] = {
         {"manual_seed", l_manual_seed}, {"get_rng_state", l_get_rng_state}, {"set_rng_state", l_set_rng_state},
         {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
-        {"live_tensors", l_live_tensors}, {NULL, NULL}};
+        {"live_tensors", l_live_tensors}, {"clock", l_clock}, {NULL, NULL}};
     kdxL_register(L, mod, methods, fns, 0);
 
     /* The metatable and methods table, for lua/kdx/init.lua to extend. */

@@ -117,11 +117,20 @@ core._meta.__tostring = tostring_tensor
 -- ------------------------------------------------------------- submodules --
 
 -- Submodules load on first use, so `require "kdx"` stays cheap.
-local lazy = {autograd = true}
+local lazy = {
+  autograd = {"kdx.autograd"},
+  nn = {"kdx.nn"},
+  optim = {"kdx.optim"},
+  data = {"kdx.data"},
+  train = {"kdx.train", "train"},
+  evaluate = {"kdx.train", "evaluate"},
+}
 setmetatable(kdx, {
   __index = function(t, key)
-    if lazy[key] then
-      local m = require("kdx." .. key)
+    local w = lazy[key]
+    if w then
+      local m = require(w[1])
+      if w[2] then m = m[w[2]] end
       rawset(t, key, m)
       return m
     end
