@@ -87,10 +87,9 @@ static kdx_status pool_setup(const char *fname, const kdx_tensor *x, const kdx_p
                 for (int64_t h = h0; h < h1; h += g->dh)                                    \
                     for (int64_t w = w0; w < w1; w += g->dw) {                              \
                         T v = in[h * g->W + w];                                             \
-                        if (v > best || isnan(v)) {                                         \
-                            best = v;                                                       \
-                            bi = h * g->W + w;                                              \
-                        }                                                                   \
+                        int take = (v > best) | (v != v);                                   \
+                        best = take ? v : best;                                             \
+                        bi = take ? h * g->W + w : bi;                                      \
                     }                                                                       \
                 out[oh * g->OW + ow] = best;                                                \
                 if (idx) idx[oh * g->OW + ow] = bi;                                         \
@@ -98,6 +97,41 @@ static kdx_status pool_setup(const char *fname, const kdx_tensor *x, const kdx_p
     }
 DEF_MAXPOOL_PLANE(float, f32)
 DEF_MAXPOOL_PLANE(double, f64)
+
+/* The common 2x2, stride 2 window with no padding or dilation, unrolled: the
+   general loop above spends most of its time on window bookkeeping. Same
+   choice on ties (the first) and NaN (the last NaN) as the general loop. */
+#define DEF_MAXPOOL_2X2(T, S)                                                                \
+    static void maxpool_2x2_##S(const T *in, T *out, int64_t *idx, const pool_geom *g)       \
+    {                                                                                        \
+        for (int64_t oh = 0; oh < g->OH; oh++) {                                             \
+            const T *r0 = in + 2 * oh * g->W, *r1 = r0 + g->W;                               \
+            T *o = out + oh * g->OW;                                                         \
+            int64_t base = 2 * oh * g->W;                                                    \
+            for (int64_t ow = 0; ow < g->OW; ow++) {                                         \
+                int64_t w = 2 * ow;                                                          \
+                T v[4] = {r0[w], r0[w + 1], r1[w], r1[w + 1]};                               \
+                int64_t at[4] = {base + w, base + w + 1, base + g->W + w, base + g->W + w + 1}; \
+                T best = v[0];                                                               \
+                int k = 0;                                                                   \
+                for (int i = 1; i < 4; i++) { /* branch-free: random data defeats prediction */ \
+                    int take = (v[i] > best) | (v[i] != v[i]);                               \
+                    best = take ? v[i] : best;                                               \
+                    k = take ? i : k;                                                        \
+                }                                                                            \
+                o[ow] = best;                                                                \
+                if (idx) idx[oh * g->OW + ow] = at[k];                                       \
+            }                                                                                \
+        }                                                                                    \
+    }
+DEF_MAXPOOL_2X2(float, f32)
+DEF_MAXPOOL_2X2(double, f64)
+
+static bool is_plain_2x2(const pool_geom *g)
+{
+    return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 && g->dh == 1 &&
+           g->dw == 1 && 2 * g->OH <= g->H && 2 * g->OW <= g->W;
+}
 
 /* Window (oh, ow) of an average pool clipped to the input, [h0,h1) x [w0,w1),
    and its divisor: the window clipped to the padded input (count_include_pad)
@@ -216,8 +250,14 @@ static void pool_range(void *ud, int64_t lo, int64_t hi)
         bool f = j->dt == KDX_DTYPE_F32;
         switch (j->op) {
         case PLANE_MAX:
-            if (f) maxpool_plane_f32((const float *)in, (float *)out, ix, g);
-            else maxpool_plane_f64((const double *)in, (double *)out, ix, g);
+            if (is_plain_2x2(g)) {
+                if (f) maxpool_2x2_f32((const float *)in, (float *)out, ix, g);
+                else maxpool_2x2_f64((const double *)in, (double *)out, ix, g);
+            } else if (f) {
+                maxpool_plane_f32((const float *)in, (float *)out, ix, g);
+            } else {
+                maxpool_plane_f64((const double *)in, (double *)out, ix, g);
+            }
             break;
         case PLANE_AVG:
             if (f) avgpool_plane_f32((const float *)in, (float *)out, g);
