@@ -187,7 +187,7 @@ describe("autograd", function()
       assert.are.equal("mul", (a * 2):grad_fn())
     end)
 
-    it("leaves no tensors behind after many training steps", function()
+    it("leaves no tensors behind and RSS flat after 10,000 training steps", function()
       local w = var({8, 4}, 6)
       local data = kdx.randn({16, 8}, "float64")
       local function step()
@@ -196,14 +196,22 @@ describe("autograd", function()
         kdx.no_grad(function() w:sub_(w.grad * 0.01) end)
         w.grad = nil
       end
-      for _ = 1, 50 do step() end
+      local function rss_kb()
+        local f = io.open("/proc/self/statm")
+        local pages = f and tonumber(f:read("a"):match("^%d+%s+(%d+)"))
+        if f then f:close() end
+        return pages and pages * 4 or 0
+      end
+      for _ = 1, 200 do step() end
       collectgarbage()
       collectgarbage()
-      local before = kdx.debug.live_tensors()
-      for _ = 1, 1000 do step() end
+      local before, rss = kdx.debug.live_tensors(), rss_kb()
+      for _ = 1, 10000 do step() end
       collectgarbage()
       collectgarbage()
       assert.are.equal(before, kdx.debug.live_tensors())
+      -- resident memory stays flat (a few MiB of slack for Lua's own heap)
+      assert.is_true(rss_kb() - rss < 8 * 1024, ("RSS grew by %d KiB"):format(rss_kb() - rss))
     end)
 
     it("computes a Hessian-vector product of an MLP as PyTorch does", function()
