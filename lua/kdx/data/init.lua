@@ -151,4 +151,27 @@ function M.fashion_mnist(dir)
   return load("train"), load("t10k")
 end
 
+-- Image input/output and transforms live in their own files; their
+-- functions are reached through kdx.data as well (kdx.data.image,
+-- kdx.data.save_png, kdx.data.transforms, ...).
+local function part(name)
+  if not package.searchpath(name, package.path) then return nil end
+  return require(name) -- errors in the part propagate
+end
+
+setmetatable(M, {
+  __index = function(t, key)
+    if key == "transforms" then
+      local tr = part("kdx.data.transforms")
+      rawset(t, key, tr)
+      return tr
+    end
+    local images = part("kdx.data.images")
+    if images and images[key] ~= nil then
+      rawset(t, key, images[key])
+      return images[key]
+    end
+  end,
+})
+
 return M
