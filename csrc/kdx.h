@@ -86,6 +86,8 @@ int64_t kdx_debug_live_tensors(void);
 /* Bytes of tensor storage alive in the process (what a garbage collector that
    sees only small handles should know about). */
 int64_t kdx_debug_live_bytes(void);
+/* Bytes of tensor storage allocated since the process started (monotonic). */
+int64_t kdx_debug_bytes_allocated(void);
 
 /* ---- dtypes ---------------------------------------------------------------- */
 

@@ -6,11 +6,13 @@
 #include <stdio.h>
 #include <string.h>
 
-static atomic_long live_tensors, live_bytes;
+static atomic_long live_tensors, live_bytes, total_bytes;
 
 int64_t kdx_debug_live_tensors(void) { return (int64_t)atomic_load(&live_tensors); }
 
 int64_t kdx_debug_live_bytes(void) { return (int64_t)atomic_load(&live_bytes); }
+
+int64_t kdx_debug_bytes_allocated(void) { return (int64_t)atomic_load(&total_bytes); }
 
 /* ---- storage and lifetime ----
  * A new tensor's header, its storage record and its data share one block
@@ -196,6 +198,7 @@ static kdx_status tensor_new(const char *fname, kdx_dtype dt, int ndim, const in
     s->block = block;
     s->block_bytes = head + nbytes;
     atomic_fetch_add(&live_bytes, (long)s->block_bytes);
+    atomic_fetch_add(&total_bytes, (long)s->block_bytes);
     header_init(t, dt, ndim, shape);
     t->in_block = true;
     t->storage = s;

@@ -26,10 +26,7 @@ end
 
 local GOLDEN = dofile(fixture_path())
 
-local function T(ft)
-  local t = kdx.tensor(ft.data, ft.dtype)
-  return #ft.shape == 0 and t:reshape{} or t:reshape(ft.shape)
-end
+local T = require("helpers.close").from_fixture
 
 -- How each golden case calls kdx, with the inputs as kdx tensors.
 local RUN = {

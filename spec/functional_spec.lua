@@ -26,25 +26,9 @@ local TOL = {float64 = 1e-10, float32 = 1e-5, int64 = 0}
 
 ---------------------------------------------------------------- helpers ---
 
--- fixture tensor -> kdx tensor
-local function T(ft)
-  if #ft.shape == 0 then return kdx.tensor(ft.data[1], ft.dtype) end
-  return kdx.tensor(ft.data, ft.dtype):reshape(ft.shape)
-end
+local T = require("helpers.close").from_fixture
 
-local function flat(t)
-  if t:dim() == 0 then return {t:item()} end
-  local out = {}
-  local function walk(v)
-    if type(v) == "table" then
-      for i = 1, #v do walk(v[i]) end
-    else
-      out[#out + 1] = v
-    end
-  end
-  walk(t:totable())
-  return out
-end
+local flat = require("helpers.close").values
 
 local function shape_str(s) return "[" .. table.concat(s, ",") .. "]" end
 

@@ -25,30 +25,9 @@ local TOL = { float64 = 1e-10, float32 = 1e-5, int64 = 0, bool = 0 }
 
 ---------------------------------------------------------------- helpers ---
 
--- fixture tensor -> kdx tensor
-local function T(ft)
-  if ft == nil then return nil end
-  local dtype = ft.dtype == "bool" and "int64" or ft.dtype
-  if #ft.shape == 0 then
-    return kdx.tensor(ft.data[1], dtype)
-  end
-  return kdx.tensor(ft.data, dtype):reshape(ft.shape)
-end
+local T = require("helpers.close").from_fixture
 
--- kdx tensor -> flat row-major Lua array
-local function flat(t)
-  if t:dim() == 0 then return { t:item() } end
-  local out = {}
-  local function walk(v)
-    if type(v) == "table" then
-      for i = 1, #v do walk(v[i]) end
-    else
-      out[#out + 1] = v
-    end
-  end
-  walk(t:totable())
-  return out
-end
+local flat = require("helpers.close").values
 
 local function shape_str(s)
   local parts = {}

@@ -6,7 +6,7 @@ local nn = kdx.nn
 local close = require("helpers.close").assert_close
 local golden = dofile("spec/fixtures/models_golden.lua")
 
-local function T(f) return kdx.tensor(f.data, f.dtype):reshape(f.shape) end
+local T = require("helpers.close").from_fixture
 
 local function cnn()
   return nn.Sequential{

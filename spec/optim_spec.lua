@@ -4,7 +4,7 @@ local kdx = require "kdx"
 local close = require("helpers.close").assert_close
 local golden = dofile("spec/fixtures/optim_golden.lua")
 
-local function T(f) return kdx.tensor(f.data, f.dtype):reshape(f.shape) end
+local T = require("helpers.close").from_fixture
 
 local function describe_opts(o)
   local keys = {}

@@ -16,20 +16,21 @@
 const char kdxL_tensor_mt_key = 't';
 
 /* Lua sees a tensor as an 8-byte box, so its collector has no idea how much
-   memory dead tensors hold. When the engine's live bytes pass a threshold,
-   collect, and set the next threshold at twice what survived (as Torch7's
-   heap tracking did). Without this a training loop's activations pile up
-   between collections and every step allocates fresh, page-faulting memory. */
-static atomic_llong gc_threshold = (long long)64 << 20;
+   memory dead tensors hold. After the engine has allocated as many bytes as
+   were alive at the last collection (at least 16 MiB), collect: garbage
+   tensors then never hold more than about the live set, whatever came
+   before. Without this a training loop's activations pile up between
+   collections and every step allocates fresh, page-faulting memory. */
+#define GC_MIN_BYTES ((long long)16 << 20)
+static atomic_llong gc_next = GC_MIN_BYTES;
 
 static void collect_if_heavy(lua_State *L)
 {
-    long long live = (long long)kdx_debug_live_bytes();
-    if (live < atomic_load_explicit(&gc_threshold, memory_order_relaxed)) return;
+    long long total = (long long)kdx_debug_bytes_allocated();
+    if (total < atomic_load_explicit(&gc_next, memory_order_relaxed)) return;
     lua_gc(L, LUA_GCCOLLECT, 0);
-    live = (long long)kdx_debug_live_bytes();
-    long long next = 2 * live;
-    atomic_store(&gc_threshold, next > ((long long)64 << 20) ? next : (long long)64 << 20);
+    long long live = (long long)kdx_debug_live_bytes();
+    atomic_store(&gc_next, total + (live > GC_MIN_BYTES ? live : GC_MIN_BYTES));
 }
 
 kdx_tensor **kdxL_newbox(lua_State *L)

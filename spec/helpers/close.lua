@@ -14,6 +14,16 @@ local function flatten(v, out)
   return out
 end
 
+--- A tensor from a fixture entry {shape = {...}, dtype = "...", data = {flat values}}
+-- (as the spec/fixtures/gen_*.py generators write them); nil stays nil, and
+-- the fixtures' "bool" dtype becomes int64.
+function M.from_fixture(ft)
+  if ft == nil then return nil end
+  local dtype = ft.dtype == "bool" and "int64" or ft.dtype
+  if #ft.shape == 0 then return kdx.tensor(ft.data[1], dtype) end
+  return kdx.tensor(ft.data, dtype):reshape(ft.shape)
+end
+
 --- Values of a tensor, nested table or number as a flat list.
 function M.values(x)
   if kdx.is_tensor(x) then x = x:totable() end
