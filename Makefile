@@ -29,7 +29,7 @@ WARN    := -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes $(WERROR)
 CFLAGS  ?=
 CFLAGS  += -std=c11 $(OPT) -fPIC -pthread $(WARN) $(SANFLAGS)
 LUA_INC ?= $(shell pkg-config --cflags lua$(LUA_VERSION) 2>/dev/null || echo -I/usr/include/lua$(LUA_VERSION))
-LIBS    := -lopenblas -lz -lm
+LIBS    := -lopenblas -lstb -lz -lm
 LDFLAGS += -pthread $(SANFLAGS)
 
 ENGINE_SRC := $(wildcard csrc/*.c)
@@ -39,6 +39,7 @@ ENGINE_OBJ := $(ENGINE_SRC:csrc/%.c=$(BUILD)/obj/%.o)
 BIND_OBJ   := $(BIND_SRC:csrc/lua/%.c=$(BUILD)/obj/lua/%.o)
 CTEST_BIN  := $(CTEST_SRC:csrc/test/%.c=$(BUILD)/test/%)
 HEADERS    := $(wildcard csrc/*.h)
+DATA_FILES := data/digits.csv.gz data/iris.csv data/wine_data.csv data/breast_cancer.csv data/LICENSES.md
 
 LIB  := $(BUILD)/libkdx.a
 CORE := $(BUILD)/kdx/core.so
@@ -104,16 +105,21 @@ install: all
 	install -m 644 csrc/kdx.h $(DESTDIR)$(PREFIX)/include/kdx.h
 	install -m 755 $(CORE) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/kdx/core.so
 	cd lua && find kdx -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/{} \;
+	install -d $(DESTDIR)$(PREFIX)/share/kdx/data
+	install -m 644 $(DATA_FILES) $(DESTDIR)$(PREFIX)/share/kdx/data/
 
 # Used by the rockspec: LuaRocks names the two destination folders.
 install-rock: all
 	install -d $(INST_LIBDIR)/kdx $(INST_LUADIR)/kdx
 	install -m 755 $(CORE) $(INST_LIBDIR)/kdx/core.so
 	cd lua && find kdx -name '*.lua' -exec install -D -m 644 {} $(INST_LUADIR)/{} \;
+	install -d $(INST_LUADIR)/kdx/data/bundled
+	install -m 644 $(DATA_FILES) $(INST_LUADIR)/kdx/data/bundled/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/lib/libkdx.a $(DESTDIR)$(PREFIX)/include/kdx.h
 	rm -rf $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/kdx $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/kdx
+	rm -rf $(DESTDIR)$(PREFIX)/share/kdx
 
 clean:
 	rm -rf build build-san

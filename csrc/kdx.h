@@ -434,6 +434,68 @@ kdx_status kdx_layer_norm(const kdx_tensor *x, int nnorm, const kdx_tensor *weig
 /* Rows of weight [V,D] picked by int64 idx (any shape): out [..., D]. */
 kdx_status kdx_embedding(const kdx_tensor *weight, const kdx_tensor *idx, kdx_tensor **out);
 
+/* ---- augmentation ---------------------------------------------------------------- */
+/* Batched data augmentation (op_augment.c) on x [N,C,H,W] float32/float64, or
+   one image [C,H,W] (a batch of one). Random ops draw every sample's
+   parameters from g (NULL: the default generator) serially in sample order,
+   then apply them in parallel: a seed gives the same result at any thread
+   count. The optional [out] parameter tensors (may be NULL) return what was
+   drawn, in the form the fixed-parameter twin takes. Not differentiable:
+   KDX_ESTATE if x requires grad while grad mode is on. */
+
+/* Crops size (NULL or 0: x's H x W) from x zero-padded by pad {h, w} (NULL: 0;
+   pad value fill) at offsets [N,2] int64 (top, left) in the padded image. */
+kdx_status kdx_augment_crop(const kdx_tensor *x, const kdx_tensor *offsets, const int64_t pad[2],
+                            const int64_t size[2], double fill, kdx_tensor **out);
+/* torchvision's RandomCrop(size, padding, fill): per sample, top uniform in
+   0..H+2*pad_h-size_h, then left likewise; [out] *offsets: int64 [N,2]. */
+kdx_status kdx_augment_random_crop(const kdx_tensor *x, const int64_t pad[2], const int64_t size[2], double fill,
+                                   kdx_generator *g, kdx_tensor **out, kdx_tensor **offsets);
+/* Mirrors the samples whose mask [N] entry is nonzero (mask NULL: all) left to right. */
+kdx_status kdx_augment_hflip(const kdx_tensor *x, const kdx_tensor *mask, kdx_tensor **out);
+/* Mirrors each sample with probability p; [out] *mask: int64 [N] of 0/1. */
+kdx_status kdx_augment_random_hflip(const kdx_tensor *x, double p, kdx_generator *g, kdx_tensor **out,
+                                    kdx_tensor **mask);
+
+/* Ranges for kdx_augment_random_affine: degrees {lo, hi}, translate as fractions
+   {of W, of H}, scale {lo, hi}, and the value of pixels mapped from outside. */
+typedef struct kdx_affine_opts {
+    double degrees[2], translate[2], scale[2], fill;
+} kdx_affine_opts;
+/* No rotation, no translation, scale 1, fill 0. */
+kdx_affine_opts kdx_affine_opts_default(void);
+/* torchvision's F.affine on tensors (bilinear, no shear): params [N,4] = angle
+   (degrees, clockwise on screen, about the centre), tx, ty (pixels, right and
+   down), scale; outside pixels blend toward fill as torchvision does. */
+kdx_status kdx_augment_affine(const kdx_tensor *x, const kdx_tensor *params, double fill, kdx_tensor **out);
+/* torchvision's RandomAffine: per sample angle, tx, ty (rounded to whole
+   pixels), scale, uniform in o's ranges; [out] *params: float64 [N,4]. */
+kdx_status kdx_augment_random_affine(const kdx_tensor *x, const kdx_affine_opts *o, kdx_generator *g,
+                                     kdx_tensor **out, kdx_tensor **params);
+/* x + std * N(0, 1), each sample's noise from its own generator seeded from g. */
+kdx_status kdx_augment_noise(const kdx_tensor *x, double std, kdx_generator *g, kdx_tensor **out);
+
+/* Options of kdx_augment_random_erase (torchvision's RandomErasing): probability
+   p, area fraction scale {lo, hi}, aspect ratio h/w {lo, hi}; value holds 1 or C
+   numbers, or nvalue == 0 for standard-normal noise. */
+typedef struct kdx_erase_opts {
+    double p, scale[2], ratio[2];
+    const double *value;
+    int nvalue;
+} kdx_erase_opts;
+/* p 0.5, scale {0.02, 0.33}, ratio {0.3, 3.3}, value 0. */
+kdx_erase_opts kdx_erase_opts_default(void);
+/* Fills boxes [N,4] int64 (top, left, h, w; h or w 0: none) with value (1 or
+   C numbers; nvalue 0: standard-normal noise drawn from g). */
+kdx_status kdx_augment_erase(const kdx_tensor *x, const kdx_tensor *boxes, const double *value, int nvalue,
+                             kdx_generator *g, kdx_tensor **out);
+/* RandomErasing with its 10 attempts per sample; [out] *boxes: int64 [N,4], zeros where nothing was erased. */
+kdx_status kdx_augment_random_erase(const kdx_tensor *x, const kdx_erase_opts *o, kdx_generator *g,
+                                    kdx_tensor **out, kdx_tensor **boxes);
+/* (x - mean[c]) / std[c] per channel; n is 1 (all channels) or C. */
+kdx_status kdx_augment_normalize(const kdx_tensor *x, const double *mean, const double *std, int n,
+                                 kdx_tensor **out);
+
 /* ---- autograd ------------------------------------------------------------------ */
 
 /* Whether ops on this thread record the graph (on by default). */
@@ -476,6 +538,83 @@ kdx_status kdx_grad(const kdx_tensor *const *outputs, int nout, const kdx_tensor
    data become int64 (float32 with as_float), f32/f64 data keep their type.
    Errors: KDX_EIO (cannot open), KDX_EFORMAT (bad magic, truncated, extra data). */
 kdx_status kdx_read_idx(const char *path, int as_float, kdx_tensor **out);
+
+/* ---- images ------------------------------------------------------------------------ */
+
+/* Reads a PNG (8- or 16-bit), JPEG, BMP, TGA, GIF (first frame) or another
+   format stb_image knows into a new float32 [C,H,W] in [0,1], C the channels
+   as stored: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA (a GIF decodes as RGBA).
+   Errors: KDX_EIO (cannot open or read), KDX_EFORMAT (empty, not an image,
+   corrupt or truncated: stb's reason in the message), KDX_ENOMEM; messages name the file. */
+kdx_status kdx_read_image(const char *path, kdx_tensor **out);
+/* As kdx_read_image for n bytes in memory; name (may be NULL) stands for them in messages. */
+kdx_status kdx_decode_image(const void *data, size_t n, const char *name, kdx_tensor **out);
+/* Writes float t [C,H,W] (C = 1..4) or [H,W] as an 8-bit PNG: values clamped
+   to [0,1] and rounded to k/255 (NaN gives 0), so an 8-bit image read back is
+   exact. Atomic (temporary file, fsync, rename). Errors: KDX_EDTYPE,
+   KDX_ESHAPE (no 1..4 channels, or a side outside [1, 65535]), KDX_EIO. */
+kdx_status kdx_write_png(const char *path, const kdx_tensor *t);
+/* As kdx_write_png, a baseline JPEG at quality 1..100 (an alpha channel is
+   dropped). Errors: also KDX_EINVAL for a quality out of range. */
+kdx_status kdx_write_jpg(const char *path, const kdx_tensor *t, int quality);
+
+/* ---- csv ------------------------------------------------------------------------ */
+
+/* How kdx_read_csv numbers the classes of a label column (classes are 0-based in C). */
+typedef enum kdx_csv_order {
+    KDX_CSV_SORTED = 0, /* by value: numerically when every label is an integer, else bytewise */
+    KDX_CSV_FIRST       /* in the order each value first appears in the file */
+} kdx_csv_order;
+
+/* kdx_csv_opts.label_column for a file without a label column. */
+#define KDX_CSV_NO_LABEL (-2147483647 - 1)
+
+/* Options of kdx_read_csv; start from kdx_csv_opts_default(). */
+typedef struct kdx_csv_opts {
+    char delimiter;              /* field separator, ',' by default; not '"', CR, LF or NUL */
+    int header;                  /* 1 (default): the first line read names the columns */
+    int64_t skip;                /* lines skipped before the header or the first row (0) */
+    const char *label_name;      /* the label column by header name; NULL: use label_column */
+    int label_column;            /* 0-based, negative from the end (-1, the last, by default);
+                                    KDX_CSV_NO_LABEL for none */
+    kdx_csv_order order;         /* class numbering when classes is NULL (KDX_CSV_SORTED) */
+    const char *const *classes;  /* NULL, or the nclasses label values in class order: */
+    int nclasses;                /* any other value in the file is then an error */
+} kdx_csv_opts;
+
+/* A parsed CSV file: a float64 matrix of the numeric columns, the label
+   column as class indices and the names of both. */
+typedef struct kdx_csv kdx_csv;
+
+/* Delimiter ',', a header, no skipped lines, the last column as label, sorted classes. */
+kdx_csv_opts kdx_csv_opts_default(void);
+/* Reads a CSV file, plain or gzip-compressed. Lines end in LF, CRLF or CR;
+   empty lines are ignored; a UTF-8 byte-order mark is skipped; fields may be
+   quoted ("a ""b"", c"), spaces around a field are dropped. Every column but
+   the label must hold numbers (decimal, exponent, nan, inf; no empty cells);
+   the label column may hold any text. o NULL means the defaults. Messages
+   number lines and columns from 1, as text editors do. [out] *out: free with
+   kdx_csv_free. Errors: KDX_EIO (cannot open), KDX_EFORMAT (a bad cell,
+   ragged row, bad quoting, invalid UTF-8 in a name, no rows, corrupt gzip:
+   named by line and column), KDX_EINDEX (no such label column), KDX_EINVAL
+   (bad options), KDX_ENOMEM. */
+kdx_status kdx_read_csv(const char *path, const kdx_csv_opts *o, kdx_csv **out);
+/* Frees a parsed file and its references to its tensors (NULL is fine). */
+void kdx_csv_free(kdx_csv *c);
+/* The numeric columns, float64 [rows, features] (borrowed; retain to keep it). */
+kdx_tensor *kdx_csv_features(const kdx_csv *c);
+/* The label column as 0-based int64 class indices [rows] (borrowed), or NULL without a label column. */
+kdx_tensor *kdx_csv_labels(const kdx_csv *c);
+/* Header name of numeric column j (0 <= j < features), or NULL (no header, out of range). */
+const char *kdx_csv_feature_name(const kdx_csv *c, int j);
+/* The label column's 0-based position in the file, or -1 without one. */
+int kdx_csv_label_column(const kdx_csv *c);
+/* The label column's header name, or NULL (no header or no label column). */
+const char *kdx_csv_label_name(const kdx_csv *c);
+/* Number of classes (0 without a label column). */
+int kdx_csv_class_count(const kdx_csv *c);
+/* The label text of class k (0-based), or NULL out of range. */
+const char *kdx_csv_class_name(const kdx_csv *c, int k);
 
 /* ---- optimizer steps (in place, outside the graph; PyTorch's update rules) --------------- */
 

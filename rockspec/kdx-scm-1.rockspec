@@ -19,6 +19,8 @@ dependencies = {
 }
 external_dependencies = {
    OPENBLAS = { library = "openblas" },
+   ZLIB = { library = "z" },
+   STB = { library = "stb" },
 }
 build = {
    type = "make",

@@ -12,7 +12,7 @@ for arg in "$@"; do
     case "$arg" in
         --data) PKGS="$PKGS dataset-fashion-mnist" ;;
         --bench) PKGS="$PKGS python3-torch" ;;
-        --fixtures) PKGS="$PKGS python3-torch python3-numpy" ;;
+        --fixtures) PKGS="$PKGS python3-torch python3-numpy python3-sklearn python3-pil" ;;
         *) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
     esac
 done

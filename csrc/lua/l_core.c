@@ -124,6 +124,8 @@ int luaopen_kdx_core(lua_State *L)
     kdxL_open_io(L, methods);
     kdxL_open_optim(L, methods);
     kdxL_open_data(L, methods);
+    kdxL_open_augment(L, methods);
+    kdxL_open_image(L, methods);
     lua_pop(L, 1);
 
     static const luaL_Reg fns[] = {

@@ -122,6 +122,7 @@ local lazy = {
   nn = {"kdx.nn"},
   optim = {"kdx.optim"},
   data = {"kdx.data"},
+  viz = {"kdx.viz"},
   train = {"kdx.train", "train"},
   evaluate = {"kdx.train", "evaluate"},
 }
