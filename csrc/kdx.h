@@ -496,6 +496,51 @@ kdx_status kdx_augment_random_erase(const kdx_tensor *x, const kdx_erase_opts *o
 kdx_status kdx_augment_normalize(const kdx_tensor *x, const double *mean, const double *std, int n,
                                  kdx_tensor **out);
 
+/* ---- distillation losses ------------------------------------------------------- */
+/* Each returns a new 0-d tensor in [out] *loss, differentiable (to any order)
+   in every float input. Student and teacher tensors must share a dtype;
+   logits are [B,C]; labels are int64 [B] class indices, 0-based. "Batch
+   mean" is the sum over the batch divided by B. docs/distill_losses.md has
+   the formulas, defaults and the reference each follows. */
+
+/* Hinton KD: T^2 * KL(softmax(t/T) || softmax(s/T)) summed over classes, batch mean. */
+kdx_status kdx_loss_kd(const kdx_tensor *s, const kdx_tensor *t, double T, kdx_tensor **loss);
+/* Cross entropy to the teacher's soft targets, -sum softmax(t/T) log softmax(s/T), batch mean; no T^2. */
+kdx_status kdx_loss_soft_ce(const kdx_tensor *s, const kdx_tensor *t, double T, kdx_tensor **loss);
+/* Decoupled KD: T^2 (alpha TCKD + beta NCKD), batch mean; C >= 2. */
+kdx_status kdx_loss_dkd(const kdx_tensor *s, const kdx_tensor *t, const kdx_tensor *y, double alpha, double beta,
+                        double T, kdx_tensor **loss);
+/* Mean over all elements of (softmax(s/T) - softmax(t/T))^2. */
+kdx_status kdx_loss_consistency(const kdx_tensor *s, const kdx_tensor *t, double T, kdx_tensor **loss);
+/* Teacher-free KD: KL(softmax(q/T) || softmax(s)), batch mean, q the virtual teacher of labels y. */
+kdx_status kdx_loss_tf_kd(const kdx_tensor *s, const kdx_tensor *y, double T, double correct_prob, kdx_tensor **loss);
+/* FitNets hint: mean of (fs - ft)^2 over all elements; fs and ft of one shape. */
+kdx_status kdx_loss_hint(const kdx_tensor *fs, const kdx_tensor *ft, kdx_tensor **loss);
+/* Attention transfer on [B,C,H,W] maps (p >= 1): mean of (a_s - a_t)^2, a = normalize(mean_c |f|^p). */
+kdx_status kdx_loss_at(const kdx_tensor *fs, const kdx_tensor *ft, double p, kdx_tensor **loss);
+/* Similarity preserving: ||G_t - G_s||_F^2 / B^2, G = row-normalised F F^T of the flattened batch. */
+kdx_status kdx_loss_sp(const kdx_tensor *fs, const kdx_tensor *ft, kdx_tensor **loss);
+/* Relational KD: w_distance * distance term + w_angle * angle term (smooth L1); B >= 2. */
+kdx_status kdx_loss_rkd(const kdx_tensor *es, const kdx_tensor *et, double w_distance, double w_angle,
+                        kdx_tensor **loss);
+/* Probabilistic knowledge transfer: KL of row-normalised cosine kernels, mean over B^2 entries (eps: 1e-7). */
+kdx_status kdx_loss_pkt(const kdx_tensor *es, const kdx_tensor *et, double eps, kdx_tensor **loss);
+/* Neural selectivity transfer: squared MMD with the kernel (x.y)^2 between normalised channel maps. */
+kdx_status kdx_loss_nst(const kdx_tensor *fs, const kdx_tensor *ft, kdx_tensor **loss);
+/* Correlation congruence (RepDistiller): mean_i sum_k d[i,k] d[i+1,k], d = |es - et|; B >= 2. */
+kdx_status kdx_loss_cc(const kdx_tensor *es, const kdx_tensor *et, kdx_tensor **loss);
+/* Label-smoothed targets [B,C] of dtype dt: 1 - smoothing + smoothing/C at y, smoothing/C elsewhere. */
+kdx_status kdx_distill_label_smoothing(const kdx_tensor *y, int64_t C, double smoothing, kdx_dtype dt,
+                                       kdx_tensor **out);
+/* The virtual teacher [B,C]: correct_prob at y, (1 - correct_prob)/(C-1) elsewhere (C >= 2). */
+kdx_status kdx_distill_virtual_teacher(const kdx_tensor *y, int64_t C, double correct_prob, kdx_dtype dt,
+                                       kdx_tensor **out);
+/* Targets from teacher logits t [B,C] (never recorded): soft: (1-smoothing) softmax(t/T) + smoothing/C;
+   hard: argmax int64 [B], or its label_smoothing when smoothing > 0. [out] *mask: [B] 0/1 in t's dtype,
+   1 where max softmax(t/T) >= threshold. */
+kdx_status kdx_distill_pseudo_labels(const kdx_tensor *t, int soft, double T, double threshold, double smoothing,
+                                     kdx_tensor **targets, kdx_tensor **mask);
+
 /* ---- autograd ------------------------------------------------------------------ */
 
 /* Whether ops on this thread record the graph (on by default). */

@@ -4,24 +4,11 @@
 -- @module kdx.train
 
 local kdx = require "kdx"
+local loop = require "kdx.loop"
+
+local batches, correct_topk = loop.batches, loop.correct_topk
 
 local M = {}
-
--- Batches of data as an iterator of (x, y): a function returning an
--- iterator, an object with :iter(), or a list of {x, y} (or {x = , y = }).
-local function batches(data, fname)
-  if type(data) == "function" then return data() end
-  if type(data) == "table" and data.iter then return data:iter() end
-  if type(data) == "table" then
-    local i = 0
-    return function()
-      i = i + 1
-      local b = data[i]
-      if b then return b.x or b[1], b.y or b[2] end
-    end
-  end
-  error(fname .. ": data must be a list of {x, y} batches, a loader with :iter(), or a function", 3)
-end
 
 local function loss_fn(loss, fname)
   if loss == nil or loss == "cross_entropy" then return kdx.nn.functional.cross_entropy end
@@ -32,35 +19,6 @@ local function loss_fn(loss, fname)
   end
   if type(loss) ~= "function" then error(fname .. ": loss must be a function or a loss name", 3) end
   return loss
-end
-
--- Correct top-k predictions of logits [N, C] for int64 labels [N].
-local function correct_topk(out, y, k)
-  if out:dim() ~= 2 or not kdx.is_tensor(y) or y:dtype() ~= "int64" or y:dim() ~= 1 then return nil end
-  if k == 1 then return out:argmax(2):eq(y):sum():item() end
-  local hits = 0
-  local n = out:size(1)
-  local t = out:totable()
-  local labels = y:totable()
-  for i = 1, n do
-    local row, target = t[i], labels[i]
-    local v = row[target]
-    local above = 0
-    for _, w in ipairs(row) do if w > v then above = above + 1 end end
-    if above < k then hits = hits + 1 end
-  end
-  return hits
-end
-
-local function is_terminal()
-  local ok = os.execute("test -t 1")
-  return ok == true or ok == 0
-end
-
-local function fmt_time(s)
-  if s >= 3600 then return ("%dh%02dm"):format(s // 3600, s % 3600 // 60) end
-  if s >= 60 then return ("%dm%02ds"):format(s // 60, math.floor(s % 60)) end
-  return ("%.0fs"):format(s)
 end
 
 --- Measures model on data without recording: returns {loss, accuracy, top5, n}
@@ -107,62 +65,28 @@ function M.train(args)
   if not opt then error(fname .. ": optimizer is required", 2) end
   if args.data == nil then error(fname .. ": data is required", 2) end
   local lf = loss_fn(args.loss, fname)
-  local epochs = args.epochs or 1
-  local log = args.log or print
-  local progress = args.progress
-  if progress == nil or progress == "auto" then progress = is_terminal() end
-  local nbatches = type(args.data) == "table" and not args.data.iter and #args.data or
-    (type(args.data) == "table" and args.data.__len and #args.data) or nil
-  local history = {}
-  for epoch = 1, epochs do
-    model:train()
-    local t0 = kdx.clock()
-    local sum, n, correct, seen, b = 0, 0, 0, 0, 0
-    for x, y in batches(args.data, fname) do
-      b = b + 1
+  -- not a tail call: errors about the data blame the caller of kdx.train
+  local history = loop.run_epochs{
+    fname = fname, data = args.data, epochs = args.epochs, progress = args.progress, log = args.log,
+    on_epoch = args.on_epoch,
+    lr = function() return opt.param_groups[1].lr end,
+    begin_epoch = function() model:train() end,
+    step = function(x, y)
       opt:zero_grad()
       local out = model(x)
       local loss = lf(out, y)
       loss:backward()
       opt:step()
-      local bs = x:size(1)
-      sum = sum + loss:item() * bs
-      n = n + bs
-      local k = kdx.no_grad(correct_topk, out, y, 1)
-      if k then correct, seen = correct + k, seen + bs end
-      if progress then
-        local dt = kdx.clock() - t0
-        local rate = n / math.max(dt, 1e-9)
-        local bar, eta = "", ""
-        if nbatches then
-          local w = math.floor(20 * b / nbatches)
-          bar = "[" .. string.rep("=", w) .. string.rep(" ", 20 - w) .. "] "
-          eta = " ETA " .. fmt_time(dt / b * (nbatches - b))
-        end
-        io.write(("\repoch %d/%d %s%d batches  %.0f samples/s  loss %.4f%s   "):format(epoch, epochs, bar, b, rate,
-          sum / n, eta))
-        io.flush()
+      return loss:item(), x:size(1), kdx.no_grad(correct_topk, out, y, 1)
+    end,
+    end_epoch = function(_, stats)
+      if args.eval_data then
+        local ev = M.evaluate(model, args.eval_data, {loss = args.loss})
+        stats.eval_loss, stats.eval_accuracy = ev.loss, ev.accuracy
       end
-    end
-    if n == 0 then error(fname .. ": the data held no batches", 2) end
-    local dt = kdx.clock() - t0
-    local stats = {epoch = epoch, loss = sum / n, accuracy = seen > 0 and correct / seen or nil, seconds = dt,
-      samples_per_second = n / math.max(dt, 1e-9), lr = opt.param_groups[1].lr}
-    if args.eval_data then
-      local ev = M.evaluate(model, args.eval_data, {loss = args.loss})
-      stats.eval_loss, stats.eval_accuracy = ev.loss, ev.accuracy
-    end
-    if args.scheduler then args.scheduler:step() end
-    history[epoch] = stats
-    if progress then io.write("\r") end
-    local line = ("epoch %d/%d  loss %.4f"):format(epoch, epochs, stats.loss)
-    if stats.accuracy then line = line .. ("  acc %.2f%%"):format(100 * stats.accuracy) end
-    if stats.eval_loss then line = line .. ("  eval loss %.4f"):format(stats.eval_loss) end
-    if stats.eval_accuracy then line = line .. ("  eval acc %.2f%%"):format(100 * stats.eval_accuracy) end
-    line = line .. ("  %.1fs  %.0f samples/s"):format(dt, stats.samples_per_second)
-    if log then log(line) end
-    if args.on_epoch and args.on_epoch(epoch, stats) == false then break end
-  end
+      if args.scheduler then args.scheduler:step() end
+    end,
+  }
   return history
 end
 
