@@ -293,8 +293,13 @@ static kdx_status conv2d_backward(kdx_node *n, kdx_tensor *g, const bool *want, 
         }
     }
     if (!want[2]) return KDX_OK;
-    static const int dims[3] = {0, 2, 3};
-    return kdx_reduce(KDX_RED_SUM, g, dims, 3, 0, &gin[2]);
+    /* H, W first: they are the trailing dims, so no reordering copy; then N. */
+    static const int hw[2] = {2, 3}, n0[1] = {0};
+    kdx_tensor *per;
+    KDX_TRY(kdx_reduce(KDX_RED_SUM, g, hw, 2, 0, &per));
+    kdx_status s = kdx_reduce(KDX_RED_SUM, per, n0, 1, 0, &gin[2]);
+    kdx_tensor_release(per);
+    return s;
 }
 
 kdx_status kdx_conv2d(const kdx_tensor *x, const kdx_tensor *w, const kdx_tensor *bias, const kdx_conv_opts *o,

@@ -134,7 +134,8 @@ static kdx_status matmul_fwd(const kdx_tensor *a, const kdx_tensor *b, kdx_tenso
     }
     shape[nbo] = a2->shape[a2->ndim - 2];
     shape[nbo + 1] = b2->shape[b2->ndim - 1];
-    s = kdx__new("matmul", a->dtype, nbo + 2, shape, &y);
+    /* A GEMM with k > 0 writes every element: no need to zero the output first. */
+    s = k > 0 ? kdx__new_raw("matmul", a->dtype, nbo + 2, shape, &y) : kdx__new("matmul", a->dtype, nbo + 2, shape, &y);
     if (s == KDX_OK) s = gemm_batched(a2, b2, y, 1.0, 0.0);
     if (s != KDX_OK) goto done;
     /* Drop the dims that 1-D operands gained. */

@@ -384,9 +384,16 @@ static kdx_status max_pool2d_backward(kdx_node *n, kdx_tensor *g, const bool *wa
     int64_t HW = in_plane(n, 0) * in_plane(n, 1), OHW = g->shape[g->ndim - 2] * g->shape[g->ndim - 1];
     int64_t P = kdx__numel(e->ndim - 2, e->shape), zs[2] = {P, HW}, gs[2] = {P, OHW};
     kdx_scope S = KDX_SCOPE;
-    kdx_tensor *r;
-    KDX_KEEP(&S, r, kdx_scatter_add(E_zeros(&S, g->dtype, 2, zs), 1, E_reshape(&S, idx, 2, gs),
-                                    E_reshape(&S, g, 2, gs), &kdx_o_));
+    kdx_tensor *r, *z = E_zeros(&S, g->dtype, 2, zs);
+    if (kdx_grad_enabled()) {
+        KDX_KEEP(&S, r, kdx_scatter_add(z, 1, E_reshape(&S, idx, 2, gs), E_reshape(&S, g, 2, gs), &kdx_o_));
+    } else if (z) { /* nothing records: add into the fresh zeros in place, no copy */
+        kdx_tensor *ig = E_reshape(&S, idx, 2, gs), *gg = E_reshape(&S, g, 2, gs);
+        if (ig && gg && (S.s = kdx_scatter_add_(z, 1, ig, gg)) == KDX_OK) r = z;
+        else r = NULL;
+    } else {
+        r = NULL;
+    }
     return kdx__scope_end(&S, E_reshape(&S, r, e->ndim, e->shape), &gin[0]);
 }
 

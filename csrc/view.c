@@ -260,8 +260,48 @@ kdx_status kdx_flatten(const kdx_tensor *t, int start, int end, kdx_tensor **out
 #define COPY_TO_INT(TS) \
     for (int64_t i = 0; i < n; i++) *(int64_t *)(p[0] + i * st[0]) = kdx__f2i(*(const TS *)(p[1] + i * st[1]))
 
+/* dst (contiguous) = src whose last two dims are transposed in memory
+   (src stride 1 on dim -2): copied in 32x32 tiles, so that both the reads
+   and the writes stay in cache. Same dtype. */
+#define TILE 32
+#define TRANSPOSED_COPY(T)                                                                    \
+    do {                                                                                      \
+        T *d = (T *)kdx__base(dst);                                                           \
+        const T *sp = (const T *)kdx__base(src);                                              \
+        for (int64_t b = 0; b < batches; b++) {                                               \
+            const T *s0 = sp + b * bstride;                                                   \
+            T *d0 = d + b * R * C;                                                            \
+            for (int64_t i0 = 0; i0 < R; i0 += TILE)                                          \
+                for (int64_t j0 = 0; j0 < C; j0 += TILE)                                      \
+                    for (int64_t i = i0; i < i0 + TILE && i < R; i++)                         \
+                        for (int64_t j = j0; j < j0 + TILE && j < C; j++) d0[i * C + j] = s0[i + j * cs]; \
+        }                                                                                     \
+    } while (0)
+
+static bool copy_transposed(kdx_tensor *dst, const kdx_tensor *src)
+{
+    int nd = src->ndim;
+    if (nd < 2 || dst->dtype != src->dtype || !kdx_tensor_is_contiguous(dst) || src->stride[nd - 2] != 1 ||
+        src->stride[nd - 1] == 1 || kdx__numel(nd, src->shape) < 4096)
+        return false;
+    int64_t R = src->shape[nd - 2], C = src->shape[nd - 1], cs = src->stride[nd - 1];
+    /* leading dims must form one evenly strided batch */
+    int64_t batches = kdx__numel(nd - 2, src->shape), bstride = nd > 2 ? src->stride[nd - 3] : 0;
+    for (int i = 0; i < nd - 3; i++)
+        if (src->shape[i] > 1 && src->stride[i] != src->stride[i + 1] * src->shape[i + 1]) return false;
+    /* element (i, j) of batch b sits at b*bstride + i + j*cs */
+    switch (dst->dtype) {
+    case KDX_DTYPE_F32: TRANSPOSED_COPY(float); break;
+    case KDX_DTYPE_F64: TRANSPOSED_COPY(double); break;
+    case KDX_DTYPE_I64: TRANSPOSED_COPY(int64_t); break;
+    }
+    return true;
+}
+#undef TILE
+
 static void copy_converting(kdx_tensor *dst, const kdx_tensor *src)
 {
+    if (copy_transposed(dst, src)) return;
     const kdx_tensor *ts[2] = {dst, src};
     kdx_iter it;
     char *p[2];

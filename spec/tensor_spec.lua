@@ -191,6 +191,16 @@ describe("kdx tensors", function()
       assert.are.equal("float32", f:to("float32"):dtype())
     end)
 
+    it("copies transposed views exactly, batched or not", function()
+      kdx.manual_seed(4)
+      for _, t in ipairs{kdx.randn({300, 200}, "float64"):t(), kdx.randn{3, 70, 90}:transpose(2, 3),
+                         kdx.randn{2, 3, 64, 80}:transpose(3, 4), kdx.randn{4, 50, 60}:transpose(1, 3)} do
+        local c = t:contiguous()
+        assert.is_true(c:is_contiguous())
+        assert.are.equal(t:numel(), c:eq(t):sum():item())
+      end
+    end)
+
     it("makes contiguous copies only when needed", function()
       local a = kdx.zeros{2, 3}
       assert.are.equal(a, a:contiguous())

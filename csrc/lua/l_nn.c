@@ -78,6 +78,11 @@ static int l_max_pool2d(lua_State *L)
     lua_settop(L, 3);
     kdx_tensor *x = kdxL_checktensor(L, 1, "max_pool2d");
     kdx_pool_opts po = pool_opts(L, "max_pool2d");
+    if (!kdxL_optfield_bool(L, opts_at(L, 3, "max_pool2d"), "return_indices", 1, "max_pool2d")) {
+        kdx_tensor **only = kdxL_newbox(L);
+        kdxL_check(L, kdx_max_pool2d(x, &po, only, NULL));
+        return 1;
+    }
     kdx_tensor **out = kdxL_newbox(L), **idx = kdxL_newbox(L);
     kdxL_check(L, kdx_max_pool2d(x, &po, out, idx));
     kdx_tensor *one; /* 1-based positions in Lua, in a new tensor: the engine may keep the original */

@@ -16,21 +16,20 @@
 const char kdxL_tensor_mt_key = 't';
 
 /* Lua sees a tensor as an 8-byte box, so its collector has no idea how much
-   memory dead tensors hold. After the engine has allocated as many bytes as
-   were alive at the last collection (at least 16 MiB), collect: garbage
-   tensors then never hold more than about the live set, whatever came
-   before. Without this a training loop's activations pile up between
+   memory dead tensors hold. After every GC_BUDGET bytes of tensors the
+   engine allocates, collect: dead tensors then never hold more than about
+   that much, whatever the live set (a loaded dataset must not raise the
+   bar). Without this a training loop's activations pile up between
    collections and every step allocates fresh, page-faulting memory. */
-#define GC_MIN_BYTES ((long long)16 << 20)
-static atomic_llong gc_next = GC_MIN_BYTES;
+#define GC_BUDGET ((long long)32 << 20)
+static atomic_llong gc_next = GC_BUDGET;
 
 static void collect_if_heavy(lua_State *L)
 {
     long long total = (long long)kdx_debug_bytes_allocated();
     if (total < atomic_load_explicit(&gc_next, memory_order_relaxed)) return;
+    atomic_store(&gc_next, total + GC_BUDGET);
     lua_gc(L, LUA_GCCOLLECT, 0);
-    long long live = (long long)kdx_debug_live_bytes();
-    atomic_store(&gc_next, total + (live > GC_MIN_BYTES ? live : GC_MIN_BYTES));
 }
 
 kdx_tensor **kdxL_newbox(lua_State *L)

@@ -9,8 +9,12 @@ local function fmt(v) return type(v) == "table" and "(" .. table.concat(v, ", ")
 
 --- MaxPool2d(kernel_size, {stride = kernel_size, padding = 0, dilation = 1, ceil_mode = false}).
 M.MaxPool2d = Module:extend("MaxPool2d")
-function M.MaxPool2d:init(k, opts) self.kernel_size, self.opts = k, opts or {} end
-function M.MaxPool2d:forward(x) return (kdx.max_pool2d(x, self.kernel_size, self.opts)) end
+function M.MaxPool2d:init(k, opts)
+  self.kernel_size, self.opts = k, {}
+  for key, v in pairs(opts or {}) do self.opts[key] = v end
+  self.opts.return_indices = false -- the layer returns the values only
+end
+function M.MaxPool2d:forward(x) return kdx.max_pool2d(x, self.kernel_size, self.opts) end
 function M.MaxPool2d:extra_repr() return "kernel_size=" .. fmt(self.kernel_size) end
 
 --- AvgPool2d(kernel_size, {stride = kernel_size, padding = 0, ceil_mode = false, count_include_pad = true}).
