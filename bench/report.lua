@@ -6,7 +6,9 @@
 -- Lines are "<kind> <impl> <threads> <key> <value>" (kind = matmul, conv,
 -- add) or "info <who> <key> <value...>". A cell measured in several rounds
 -- keeps its best value (highest GFLOP/s, lowest time): on a shared machine
--- the best round is the one other processes disturbed least.
+-- the best round is the one other processes disturbed least. The training
+-- lines of train.lua / train_torch.py (kind = train, import) keep every value:
+-- table 4 shows the best epoch and the median load time.
 
 local path = arg[1]
 if not path then
@@ -17,6 +19,7 @@ end
 local HIGHER_IS_BETTER = {matmul = true, conv = false, add = false}
 
 local cells, info, threads_seen, keys_seen = {}, {}, {}, {matmul = {}, conv = {}}
+local series, train_threads_seen = {}, {} -- "train kdx 2 mlp:epoch" -> {values...}
 for line in io.lines(path) do
   local who, key, value = line:match("^info (%S+) (%S+) ?(.*)$")
   if who then
@@ -24,7 +27,12 @@ for line in io.lines(path) do
   else
     local kind, impl, thr, k, v = line:match("^(%S+) (%S+) (%d+) (%S+) (%S+)$")
     v = tonumber(v)
-    if kind and HIGHER_IS_BETTER[kind] ~= nil and v then
+    if (kind == "train" or kind == "import") and v then
+      local id = table.concat({kind, impl, thr, k}, " ")
+      series[id] = series[id] or {}
+      table.insert(series[id], v)
+      if kind == "train" then train_threads_seen[tonumber(thr)] = true end
+    elseif kind and HIGHER_IS_BETTER[kind] ~= nil and v then
       local id = table.concat({kind, impl, thr, k}, " ")
       local old = cells[id]
       if not old or (HIGHER_IS_BETTER[kind] and v > old) or (not HIGHER_IS_BETTER[kind] and v < old) then
@@ -74,12 +82,14 @@ print(string.format("  PyTorch   %s", info["torch.version"] and (info["torch.ver
   .. (info["torch.mkldnn"] == "1" and "on" or "off")) or ("n/a (" .. (info["torch.unavailable"] or "not run") .. ")")))
 print("  env       " .. (info["run.env"] or "?") .. "  (as found; the same for all three)")
 print("  threads   kdx: kdx.set_num_threads(n); OpenBLAS: OPENBLAS_NUM_THREADS=n;")
-print("            PyTorch: torch.set_num_threads(n) and OPENBLAS_NUM_THREADS=n (its BLAS is the same OpenBLAS)")
-print("  timing    best of 5 batches per cell, best of " .. (info["run.rounds"] or "?")
+print("            PyTorch: torch.set_num_threads(n) and OPENBLAS_NUM_THREADS=n (its BLAS is the same OpenBLAS);")
+print("            table 4 adds OMP_WAIT_POLICY=passive for PyTorch (its spinning OpenMP workers starve OpenBLAS)")
+print("  timing    tables 1-3: best of 5 batches per cell, best of " .. (info["run.rounds"] or "?")
   .. " rounds; ~" .. (info["run.seconds"] or "?") .. " s per cell per round")
 local other, wall = (info["run.other_cpu"] or ""):match("^(%d+) (%d+)$")
 if other then
-  print(string.format("  sharing   other processes used %s%% of the machine's CPU during this %s s run", other, wall))
+  print(string.format("  sharing   other processes used %s%% of the machine's CPU during the %s s of tables 1-3", other,
+    wall))
   if tonumber(other) >= 10 then
     print("  WARNING   the machine was busy: the 2-thread cells (and the ratios between processes run at")
     print("            different moments) are unreliable; rerun `make bench` on a quiet machine")
@@ -145,6 +155,84 @@ for _, t in ipairs(threads) do
   local goal = r and (r <= 1 / 3 and "ok" or "MISS") or "n/a"
   if goal == "MISS" then misses = misses + 1 end
   row(w3, {t, fmt(k, "%.0f"), fmt(p, "%.0f"), fmt(r, "%.2f"), goal})
+end
+print()
+
+-- 4. training on Fashion-MNIST
+local function values(kind, impl, thr, key) return series[table.concat({kind, impl, thr, key}, " ")] end
+local function best(v)
+  if not v then return nil end
+  local m = math.huge
+  for _, x in ipairs(v) do m = math.min(m, x) end
+  return m
+end
+local function median(v)
+  if not v or #v == 0 then return nil end
+  local c = {}
+  for i, x in ipairs(v) do c[i] = x end
+  table.sort(c)
+  local h = #c // 2
+  return #c % 2 == 1 and c[h + 1] or (c[h] + c[h + 1]) / 2
+end
+local function last(v) return v and v[#v] end
+
+local train_threads = {}
+for t in pairs(train_threads_seen) do train_threads[#train_threads + 1] = t end
+table.sort(train_threads)
+local epochs = info["run.epochs"] or "?"
+local TIME_GOAL = {mlp = 0.7, cnn = 1.0}
+local MODEL_LABEL = {mlp = "MLP", cnn = "CNN"}
+print("4. training on Fashion-MNIST: batch 128, SGD lr 0.05 momentum 0.9, cross entropy, shuffled each epoch;")
+print("   MLP 784-256-128-10 (ReLU); CNN conv 1->16 3x3, ReLU, maxpool 2, conv 16->32 3x3, ReLU, maxpool 2, linear 800->10")
+print("   one process per framework, model and thread count, " .. epochs .. " epoch(s) each; time = best epoch's training")
+print("   loop (data loading excluded), accuracy = test set after the last epoch, RSS = peak of the process (VmHWM)")
+print("   goals: time kdx/torch <= 1.00 (CNN), <= 0.70 (MLP); accuracy kdx no more than 0.5 points below PyTorch")
+print("   after 5 epochs; peak RSS kdx/torch <= 0.50")
+local w4 = {3, -5, 7, 7, 6, 4, 7, 7, 5, 4, 8, 8, 6, 4}
+row(w4, {"thr", "model", "kdx s", "torch s", "ratio", "goal", "kdx %", "torch %", "diff", "goal", "kdx MiB",
+  "torch MiB", "ratio", "goal"})
+rule(w4)
+local function verdict(ok)
+  if ok == nil then return "n/a" end
+  if not ok then misses = misses + 1 end
+  return ok and "ok" or "MISS"
+end
+for _, t in ipairs(train_threads) do
+  for _, m in ipairs{"mlp", "cnn"} do
+    local ks, ps = best(values("train", "kdx", t, m .. ":epoch")), best(values("train", "torch", t, m .. ":epoch"))
+    local ka, pa = last(values("train", "kdx", t, m .. ":acc")), last(values("train", "torch", t, m .. ":acc"))
+    local kr, pr = last(values("train", "kdx", t, m .. ":rss")), last(values("train", "torch", t, m .. ":rss"))
+    if ks or ps or ka or pa then
+      local rt, rr = ratio(ks, ps), ratio(kr, pr)
+      local diff = (ka and pa) and ka - pa or nil
+      local acc_goal = "-"
+      if epochs == "5" then acc_goal = verdict(diff and diff >= -0.5) end
+      row(w4, {t, MODEL_LABEL[m], fmt(ks, "%.2f"), fmt(ps, "%.2f"), fmt(rt, "%.2f"), verdict(rt and rt <= TIME_GOAL[m]),
+        fmt(ka, "%.2f"), fmt(pa, "%.2f"), fmt(diff, "%+.2f"), acc_goal, fmt(kr, "%.0f"), fmt(pr, "%.0f"),
+        fmt(rr, "%.2f"), verdict(rr and rr <= 0.5)})
+    end
+  end
+end
+if #train_threads == 0 then
+  print("   (not run: " .. (info["run.train_unavailable"] or "KDX_BENCH_EPOCHS=0 or no models") .. ")")
+end
+if epochs ~= "5" and #train_threads > 0 then
+  print("   accuracy goal not judged: it is stated after 5 epochs (KDX_BENCH_EPOCHS=5)")
+end
+local ki, pi = values("import", "kdx", 0, "require"), values("import", "torch", 0, "require")
+if ki or pi then
+  local km, pm = median(ki), median(pi)
+  print(string.format("   load time, median of %d fresh processes: require \"kdx\" %s ms, import torch %s ms;"
+    .. " goal kdx < 20 ms: %s", ki and #ki or (pi and #pi or 0), fmt(km, "%.1f"), fmt(pm, "%.0f"),
+    verdict(km and km < 20)))
+end
+local tother, twall = (info["run.train_other_cpu"] or ""):match("^(%d+) (%d+)$")
+if tother and #train_threads > 0 then
+  print(string.format("   sharing: other processes used %s%% of the machine's CPU during this %s s training run", tother,
+    twall))
+  if tonumber(tother) >= 10 then
+    print("   WARNING: the machine was busy; the times (the 2-thread ones most) are unreliable")
+  end
 end
 print()
 print(misses == 0 and "all goals met" or string.format("%d cell(s) miss their goal", misses))

@@ -9,8 +9,14 @@
 # ROUNDS times over, collects their machine-readable lines in
 # BUILD_DIR/bench/results.txt, and prints the tables via bench/report.lua.
 #
+# Then the training benchmark (bench/train.lua, bench/train_torch.py): each
+# model trained once per framework and thread count, in its own process, and
+# the load time of each framework in a few fresh processes.
+#
 # Knobs (environment): KDX_BENCH_ROUNDS (3), KDX_BENCH_SECONDS (0.3 per cell),
-# KDX_BENCH_THREADS ("1 2"), KDX_BENCH_SIZES (64,128,256,512,1024).
+# KDX_BENCH_THREADS ("1 2"), KDX_BENCH_SIZES (64,128,256,512,1024),
+# KDX_BENCH_EPOCHS (5; 0 skips training), KDX_BENCH_MODELS ("mlp cnn"),
+# KDX_BENCH_SEED (1; read by train.lua and train_torch.py).
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are left exactly as found.
 set -eu
 
@@ -27,6 +33,10 @@ SECS=${KDX_BENCH_SECONDS:-0.3}
 THREADS=${KDX_BENCH_THREADS:-1 2}
 SIZES=${KDX_BENCH_SIZES:-64,128,256,512,1024}
 ADD_ITERS=100000
+EPOCHS=${KDX_BENCH_EPOCHS:-5}
+MODELS=${KDX_BENCH_MODELS:-mlp cnn}
+IMPORT_RUNS=7
+FMNIST=/usr/share/datasets/fashion-mnist
 
 if [ ! -f "$BUILD/kdx/core.so" ]; then
     echo "bench: $BUILD/kdx/core.so is missing; run make first" >&2
@@ -52,6 +62,7 @@ info load_before "$(cut -d' ' -f1-3 /proc/loadavg)"
 info env "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-unset} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE-unset}"
 info rounds "$ROUNDS"
 info seconds "$SECS"
+info epochs "$EPOCHS"
 
 # A failing implementation leaves its cells n/a; the others still run.
 run() {
@@ -64,9 +75,22 @@ run() {
 # included) minus our own children's. On a shared box this says how far to
 # trust the 2-thread cells.
 busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
-busy0=$(busy)
-wall0=$(date +%s.%N)
-times >"$OUT/times0"
+# `times` line 2 is the children's user and system time, as "1m2.5s 0m1.0s".
+own() { awk 'NR == 2 { split($1, u, "m"); split($2, s, "m"); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$1"; }
+# mark NAME: remember the machine's busy time, the wall clock and our own CPU.
+mark() {
+    busy >"$OUT/busy.$1"
+    date +%s.%N >"$OUT/wall.$1"
+    times >"$OUT/times.$1"
+}
+# share FROM TO: "<percent of the machine other processes used> <seconds>".
+share() {
+    awk -v b0="$(cat "$OUT/busy.$1")" -v b1="$(cat "$OUT/busy.$2")" -v w0="$(cat "$OUT/wall.$1")" \
+        -v w1="$(cat "$OUT/wall.$2")" -v o0="$(own "$OUT/times.$1")" -v o1="$(own "$OUT/times.$2")" \
+        -v hz="$(getconf CLK_TCK)" -v n="$(nproc)" \
+        'BEGIN { o = (b1 - b0) / hz - (o1 - o0); if (o < 0) o = 0; printf "%.0f %.0f", 100 * o / ((w1 - w0) * n), w1 - w0 }'
+}
+mark start
 
 [ -x "$PY" ] || echo "info torch unavailable no-$PY" >>"$RES"
 round=1
@@ -83,15 +107,41 @@ while [ "$round" -le "$ROUNDS" ]; do
     done
     round=$((round + 1))
 done
+mark kernels
+
+# 4. Training on Fashion-MNIST. Each (model, thread count) trains once per
+# framework, kdx and PyTorch back to back so that both see the same load.
+# PyTorch also gets OMP_WAIT_POLICY=passive: its OpenMP workers otherwise spin
+# between parallel regions and starve OpenBLAS's own threads of the 2 cores
+# (2-thread MLP epochs 4-21x slower); kdx does not use OpenMP.
+if [ "$EPOCHS" -gt 0 ] && [ -n "$MODELS" ]; then
+    if [ ! -f "$FMNIST/train-images-idx3-ubyte.gz" ] && [ ! -f "$FMNIST/train-images-idx3-ubyte" ]; then
+        echo "bench: $FMNIST is missing (apt-get install dataset-fashion-mnist); no training benchmark" >&2
+        info train_unavailable "no-dataset"
+    else
+        i=1
+        while [ "$i" -le "$IMPORT_RUNS" ]; do
+            run kdx-import "$LUA" bench/train.lua import
+            if [ -x "$PY" ]; then run PyTorch-import "$PY" bench/train_torch.py import; fi
+            i=$((i + 1))
+        done
+        for t in $THREADS; do
+            for m in $MODELS; do
+                echo "bench: training $m, $EPOCHS epoch(s), $t thread(s)" >&2
+                run kdx-train "$LUA" bench/train.lua "$t" "$m" "$EPOCHS"
+                if [ -x "$PY" ]; then
+                    run PyTorch-train env OPENBLAS_NUM_THREADS="$t" OMP_WAIT_POLICY=passive \
+                        "$PY" bench/train_torch.py "$t" "$m" "$EPOCHS"
+                fi
+            done
+        done
+    fi
+fi
+mark end
+
 info load_after "$(cut -d' ' -f1-3 /proc/loadavg)"
-times >"$OUT/times1"
-busy1=$(busy)
-wall1=$(date +%s.%N)
-# `times` line 2 is the children's user and system time, as "1m2.5s 0m1.0s".
-own() { awk 'NR == 2 { split($1, u, "m"); split($2, s, "m"); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$1"; }
-info other_cpu "$(awk -v b0="$busy0" -v b1="$busy1" -v w0="$wall0" -v w1="$wall1" -v o0="$(own "$OUT/times0")" \
-    -v o1="$(own "$OUT/times1")" -v hz="$(getconf CLK_TCK)" -v n="$(nproc)" \
-    'BEGIN { o = (b1 - b0) / hz - (o1 - o0); if (o < 0) o = 0; printf "%.0f %.0f", 100 * o / ((w1 - w0) * n), w1 - w0 }')"
+info other_cpu "$(share start kernels)"
+info train_other_cpu "$(share kernels end)"
 
 echo >&2
 "$LUA" bench/report.lua "$RES"
