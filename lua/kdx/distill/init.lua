@@ -14,6 +14,13 @@ local where = {
   metrics = {"kdx.distill.metrics"},
   run = {"kdx.distill.run", "run"},
   warmup_factor = {"kdx.distill.run", "warmup_factor"},
+  data_impressions = {"kdx.distill.datafree", "data_impressions"},
+  deep_inversion = {"kdx.distill.datafree", "deep_inversion"},
+  datafree = {"kdx.distill.datafree"},
+  adversarial = {"kdx.distill.adversarial", "adversarial"},
+  Discriminator = {"kdx.distill.adversarial", "Discriminator"},
+  omitted_class = {"kdx.distill.omitted", "omitted_class"},
+  bias_correction = {"kdx.distill.omitted", "bias_correction"},
 }
 for _, name in ipairs{"multi_teacher", "mutual", "born_again", "teacher_assistant", "online_pseudo",
   "TeacherEnsemble"} do
