@@ -541,6 +541,36 @@ kdx_status kdx_distill_virtual_teacher(const kdx_tensor *y, int64_t C, double co
 kdx_status kdx_distill_pseudo_labels(const kdx_tensor *t, int soft, double T, double threshold, double smoothing,
                                      kdx_tensor **targets, kdx_tensor **mask);
 
+/* ---- attribution (explanations) ----------------------------------------------------------- */
+
+/* The model as a callback: *y = f(x) for a batch x [B, ...], with y [B] or
+   [B, classes] (a new reference). Gradient methods call it with recording on
+   and x requiring grad. A failure returns a status with kdx_fail's message. */
+typedef kdx_status (*kdx_forward_fn)(void *ud, const kdx_tensor *x, kdx_tensor **y);
+typedef struct kdx_model {
+    kdx_forward_fn forward;
+    void *ud;
+} kdx_model;
+
+/* Saliency: d f_target / d x per sample (|.| when abs_value), or, with
+   times_input, x * d f / d x. target: int64 0-based classes [N] or one class
+   (NULL when the model returns [N]). At most batch_size rows per call. */
+kdx_status kdx_attr_saliency(const kdx_model *m, const kdx_tensor *x, const kdx_tensor *target, int abs_value,
+                             int times_input, int64_t batch_size, kdx_tensor **out);
+
+typedef enum kdx_ig_method {
+    KDX_IG_GAUSS_LEGENDRE, KDX_IG_RIEMANN_LEFT, KDX_IG_RIEMANN_RIGHT, KDX_IG_RIEMANN_MIDDLE, KDX_IG_RIEMANN_TRAPEZOID
+} kdx_ig_method;
+/* Quadrature nodes alphas[0..n-1] on [0, 1] and weights summing to 1. */
+kdx_status kdx_ig_quadrature(kdx_ig_method method, int n, double *alphas, double *weights);
+/* Integrated gradients along the straight path from baseline (NULL: zeros;
+   broadcast to x) to x, with `steps` quadrature points, evaluated at most
+   batch_size path points per model call. delta (may be NULL) receives the
+   completeness gap sum(attr) - (f(x) - f(baseline)) per sample [N]. */
+kdx_status kdx_attr_integrated_gradients(const kdx_model *m, const kdx_tensor *x, const kdx_tensor *baseline,
+                                         const kdx_tensor *target, int steps, kdx_ig_method method,
+                                         int64_t batch_size, kdx_tensor **out, kdx_tensor **delta);
+
 /* ---- autograd ------------------------------------------------------------------ */
 
 /* Whether ops on this thread record the graph (on by default). */

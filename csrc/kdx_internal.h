@@ -98,6 +98,10 @@ kdx_status kdx__check_inplace(const char *fname, const kdx_tensor *t);
 /* g summed down to shape (undoing broadcasting) in the edge's dtype: a new reference. */
 kdx_status kdx__sum_to(kdx_tensor *g, const kdx_edge *e, kdx_tensor **out);
 void kdx__node_release(kdx_node *n);
+/* The model outputs y [B] or [B, C] reduced to the selected class per
+   sample: target rows first..first+B-1, one class for all, or none for [B]. */
+kdx_status kdx__select_target(const char *fname, const kdx_tensor *y, const kdx_tensor *target, int64_t first,
+                              kdx_tensor **out);
 
 /* ---- expressions for backward formulas (expr.c) ----
  * A scope owns the temporaries of a formula: each E_* call runs one public

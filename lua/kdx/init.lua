@@ -123,6 +123,7 @@ local lazy = {
   optim = {"kdx.optim"},
   data = {"kdx.data"},
   viz = {"kdx.viz"},
+  explain = {"kdx.explain"},
   distill = {"kdx.distill"},
   train = {"kdx.train", "train"},
   evaluate = {"kdx.train", "evaluate"},
