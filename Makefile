@@ -4,12 +4,14 @@
 #   make test SAN=1 the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo       the main job on the bundled data
 #   make bench      kdx next to raw OpenBLAS and PyTorch
+#   make fuzz       the readers under libFuzzer (clang), FUZZ_SECONDS each
 
 CC      ?= gcc
 LUA     ?= lua5.4
 PREFIX  ?= /usr/local
 DESTDIR ?=
 LUA_VERSION := 5.4
+FUZZ_SECONDS ?= 60
 
 ifeq ($(SAN),1)
 BUILD   := build-san
@@ -48,7 +50,7 @@ CORE := $(BUILD)/kdx/core.so
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all deps test ctest spec demo bench install install-rock uninstall clean
+.PHONY: all deps test ctest spec demo bench fuzz install install-rock uninstall clean
 
 all: $(LIB) $(CORE)
 
@@ -97,6 +99,12 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@sh bench/run.sh $(BUILD)
+
+# libFuzzer harnesses of the IDX, CSV, image and safetensors readers
+# (spec/fuzz/), built with clang into build/fuzz/.
+fuzz:
+	@sh scripts/deps.sh --fuzz
+	@sh scripts/fuzz.sh $(FUZZ_SECONDS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \

@@ -5,6 +5,7 @@
 #   scripts/deps.sh          build and test dependencies
 #   scripts/deps.sh --data   also Fashion-MNIST (dataset-fashion-mnist)
 #   scripts/deps.sh --bench  also PyTorch for the side-by-side benchmarks
+#   scripts/deps.sh --fuzz   also clang and its libFuzzer runtime (make fuzz)
 set -eu
 
 PKGS="lua5.4 liblua5.4-dev libopenblas-dev libstb-dev zlib1g-dev lua-busted luarocks pkg-config gcc make"
@@ -12,6 +13,7 @@ for arg in "$@"; do
     case "$arg" in
         --data) PKGS="$PKGS dataset-fashion-mnist" ;;
         --bench) PKGS="$PKGS python3-torch" ;;
+        --fuzz) PKGS="$PKGS clang libclang-rt-14-dev" ;;
         --fixtures) PKGS="$PKGS python3-torch python3-numpy python3-sklearn python3-pil" ;;
         *) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
     esac
