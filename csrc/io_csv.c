@@ -699,7 +699,8 @@ static kdx_status build(reader *r, kdx_csv *c)
         }
     }
     if (r->label < 0) return KDX_OK;
-    int32_t *rank = kdx__malloc_raw((size_t)r->cls.n * sizeof *rank + 1);
+    size_t rank_bytes = (size_t)r->cls.n * sizeof(int32_t) + 1;
+    int32_t *rank = kdx__malloc_raw(rank_bytes);
     if (!rank) return kdx_fail(KDX_ENOMEM, "csv: out of memory reading %s", r->p.path);
     kdx_status s = KDX_OK;
     for (int i = 0; i < r->cls.n; i++) rank[i] = i;
@@ -714,7 +715,7 @@ static kdx_status build(reader *r, kdx_csv *c)
         r->cls.name = NULL;
         r->cls.ncap = 0;
     }
-    kdx__free(rank, (size_t)c->nclasses * sizeof *rank + 1);
+    kdx__free(rank, rank_bytes);
     return s;
 }
 

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 /* Reads exactly n bytes; KDX_EFORMAT names what was being read on a short read. */
@@ -72,7 +73,7 @@ kdx_status kdx_read_idx(const char *path, int as_float, kdx_tensor **out)
     gzFile f = gzopen(path, "rb");
     if (!f) return kdx_fail(KDX_EIO, "idx: cannot open %s: %s", path, strerror(errno ? errno : ENOENT));
     gzbuffer(f, 1 << 16);
-    unsigned char head[4], dims[4 * KDX_MAX_DIMS];
+    unsigned char head[4] = {0}, dims[4 * KDX_MAX_DIMS];
     kdx_tensor *t = NULL;
     unsigned char *raw = NULL;
     size_t rawbytes = 0;
@@ -89,7 +90,19 @@ kdx_status kdx_read_idx(const char *path, int as_float, kdx_tensor **out)
         shape[i] = be32(dims + 4 * i);
         if (shape[i] > 0 && n > ((int64_t)1 << 40) / shape[i])
             s = kdx_fail(KDX_EFORMAT, "idx: %s declares an impossibly large array", path);
-        n *= shape[i];
+        else
+            n *= shape[i];
+    }
+    /* The header is checked against the file before anything is allocated: a
+       plain file holds exactly the declared bytes; a gzip stream cannot expand
+       more than deflate's limit of about 1032:1, so a small file that declares
+       gigabytes is refused rather than allocated. */
+    struct stat st;
+    if (s == KDX_OK && stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+        double want = (double)n * es, have = (double)st.st_size - 4 - 4.0 * nd;
+        if (gzdirect(f) ? want > have : want > 1040.0 * (double)st.st_size)
+            s = kdx_fail(KDX_EFORMAT, "idx: %s declares %.0f bytes of data but the file is too short for that (truncated?)",
+                         path, want);
     }
     kdx_dtype dt = as_float || code == 0x0D ? KDX_DTYPE_F32 : code == 0x0E ? KDX_DTYPE_F64 : KDX_DTYPE_I64;
     if (s == KDX_OK) s = kdx__new_raw("idx", dt, nd, shape, &t);

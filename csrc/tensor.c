@@ -82,13 +82,15 @@ kdx_status kdx__check_shape(const char *fname, int ndim, const int64_t *shape)
     if (ndim < 0 || ndim > KDX_MAX_DIMS)
         return kdx_fail(KDX_ESHAPE, "%s: %d dims requested, at most %d are supported", fname, ndim, KDX_MAX_DIMS);
     if (ndim > 0 && !shape) return kdx_fail(KDX_EINVAL, "%s: shape is NULL", fname);
+    /* Zero-size dims count as 1 here: strides are computed that way, so a
+       shape like {0, 2^32, 2^32} must be refused even though it holds nothing. */
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0)
             return kdx_fail(KDX_ESHAPE, "%s: size %lld is negative", fname, (long long)shape[i]);
         if (shape[i] > 0 && n > (INT64_MAX / 8) / shape[i])
             return kdx_fail(KDX_ESHAPE, "%s: shape is too large", fname);
-        n *= shape[i];
+        if (shape[i] > 0) n *= shape[i];
     }
     return KDX_OK;
 }
@@ -249,6 +251,8 @@ int64_t kdx_tensor_size(const kdx_tensor *t, int d)
 
 int kdx_tensor_is_contiguous(const kdx_tensor *t)
 {
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] == 0) return 1; /* no elements: any strides describe them */
     int64_t s = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
         if (t->shape[i] == 1) continue;

@@ -441,6 +441,35 @@ describe("kdx.data.fashion_mnist", function()
   end)
 end)
 
+describe("kdx.data.idx", function()
+  after_each(cleanup)
+  local function be32(n) return string.pack(">I4", n) end
+
+  it("reads a plain IDX file", function()
+    local t = data.idx(tmpfile("\0\0\8\2" .. be32(2) .. be32(3) .. "\1\2\3\4\5\6", ".idx"))
+    assert.same({2, 3}, t:shape())
+    assert.equal(6, t:get(2, 3))
+  end)
+
+  -- Found by spec/fuzz/fuzz_idx.c: each was an allocation or an overflow before.
+  it("refuses a header that declares more data than the file holds, before allocating it", function()
+    contains(err(data.idx, tmpfile("\0\0\8\2" .. be32(60000) .. be32(60000) .. "\1", ".idx")),
+      "kdx.data.idx", "declares 3600000000 bytes", "truncated")
+  end)
+
+  it("refuses dims whose product overflows, zero-size dims included", function()
+    contains(err(data.idx, tmpfile("\0\0\8\3" .. be32(0) .. be32(0xffffffff) .. be32(0xffffffff), ".idx")),
+      "kdx.data.idx", "too large")
+    contains(err(data.idx, tmpfile("\0\0\8\3" .. be32(0xffffffff) .. be32(0xffffffff) .. be32(0xffffffff), ".idx")),
+      "kdx.data.idx", "impossibly large")
+    contains(err(kdx.zeros, {0, 1 << 32, 1 << 32}), "too large")
+  end)
+
+  it("refuses a file shorter than its header", function()
+    contains(err(data.idx, tmpfile("\0\0", ".idx")), "kdx.data.idx", "header")
+  end)
+end)
+
 -- ------------------------------------------------------------------ Dataset --
 
 describe("kdx.data.Dataset", function()
