@@ -55,19 +55,30 @@ static kdx_status planar(const void *pix, int bits, int w, int h, int c, kdx_ten
 /* stb reads through these callbacks rather than from memory directly so that
    a truncated file is caught: BMP, TGA, GIF and JPEG decoders quietly read
    zeros past the end of their input, but through callbacks every byte
-   wanted beyond the end shows up as a read that finds nothing left. */
+   wanted beyond the end shows up as a read that finds nothing left. PNM,
+   TGA and HDR also read runs of pixels straight into their output
+   (stbi__getn) and ignore a short count, leaving the rest unwritten, so a
+   short read is truncation too, except for stb refilling its own 128-byte
+   buffer, where a short read at the end of the data is normal. That buffer
+   is the target of a context's first read (stbi__start_callbacks refills
+   it), so it is told apart by its address. */
 typedef struct mem_reader {
     const unsigned char *p;
     size_t n, pos;
-    int overread; /* the decoder asked for bytes past the end */
+    const char *refill; /* stb's buffer: the first read's target, NULL before it */
+    int overread;       /* the decoder asked for bytes past the end */
 } mem_reader;
 
 static int mem_read(void *user, char *data, int size)
 {
     mem_reader *r = user;
     size_t left = r->n - r->pos, k = size > 0 ? (size_t)size : 0;
+    if (!r->refill) r->refill = data;
     if (k > 0 && left == 0) r->overread = 1;
-    if (k > left) k = left;
+    if (k > left) {
+        if (data != r->refill) r->overread = 1;
+        k = left;
+    }
     memcpy(data, r->p + r->pos, k);
     r->pos += k;
     return (int)k;
@@ -92,8 +103,201 @@ static const stbi_io_callbacks mem_io = {mem_read, mem_skip, mem_eof};
 static mem_reader *rewind_reader(mem_reader *r)
 {
     r->pos = 0;
+    r->refill = NULL; /* each stb call starts a new context with its own buffer */
     r->overread = 0;
     return r;
+}
+
+/* ---- what stb does not check ----
+
+   stb keeps its JPEG tables and its BMP palette in memory it never clears,
+   and trusts a file to define every table and palette entry it uses. A
+   corrupt file that does not decodes from garbage (or trips an assert in
+   Debian's libstb, which keeps them), so these scans find such files first.
+   Each walks the bytes the way stb will and answers NULL for a file stb may
+   decode, or why it must not; a file it cannot follow is left to stb, whose
+   own checks reject it. */
+
+static unsigned be16(const unsigned char *p)
+{
+    return (unsigned)p[0] << 8 | p[1];
+}
+
+static uint32_t le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The tables a JPEG has defined so far, as bit sets over ids 0..3, and its
+   frame's components. */
+typedef struct jpeg_state {
+    unsigned quant, dc, ac;
+    int progressive, nf; /* nf == 0: no frame header yet */
+    unsigned char id[4], tq[4];
+    unsigned covered; /* components a scan has written: any scan, or for
+                         progressive a first DC scan (which clears the block) */
+} jpeg_state;
+
+/* DQT: 64 entries of 8 or 16 bits per table (stbi__process_marker). */
+static void jpeg_dqt(const unsigned char *s, size_t len, jpeg_state *j)
+{
+    for (size_t i = 0; i < len;) {
+        int p = s[i] >> 4, t = s[i] & 15;
+        size_t size = p ? 129 : 65;
+        if (p > 1 || t > 3 || size > len - i) return; /* stb rejects it */
+        j->quant |= 1u << t;
+        i += size;
+    }
+}
+
+/* DHT: class, id, 16 code counts and the values. */
+static void jpeg_dht(const unsigned char *s, size_t len, jpeg_state *j)
+{
+    for (size_t i = 0; i < len;) {
+        int tc = s[i] >> 4, th = s[i] & 15;
+        if (tc > 1 || th > 3 || len - i < 17) return;
+        size_t size = 17;
+        for (int k = 1; k <= 16; k++) size += s[i + k];
+        if (size > len - i) return;
+        if (tc == 0) j->dc |= 1u << th;
+        else j->ac |= 1u << th;
+        i += size;
+    }
+}
+
+/* SOS: every table the scan's components use must exist by now. stb decodes
+   a baseline scan with both Huffman tables and the quantisation table; a
+   progressive DC scan needs the DC table unless it refines (Ah != 0), an AC
+   scan the AC table, and the quantisation table is applied at the end. */
+static const char *jpeg_sos(const unsigned char *s, size_t len, jpeg_state *j, int scan, char *why, size_t cap)
+{
+    int ns = len > 0 ? s[0] : 0;
+    if (ns < 1 || ns > j->nf || len != 4 + 2 * (size_t)ns) return NULL; /* stb rejects it */
+    int ss = s[1 + 2 * ns], ah = s[3 + 2 * ns] >> 4;
+    int need_dc = !j->progressive || (ss == 0 && ah == 0), need_ac = !j->progressive || ss > 0;
+    for (int k = 0; k < ns; k++) {
+        int c = 0, td = s[2 + 2 * k] >> 4, ta = s[2 + 2 * k] & 15;
+        while (c < j->nf && j->id[c] != s[1 + 2 * k]) c++; /* stb takes the first match */
+        if (c == j->nf || td > 3 || ta > 3) return NULL;
+        if (!(j->quant >> j->tq[c] & 1))
+            snprintf(why, cap, "component %d uses quantisation table %d, which no DQT defines", c + 1, j->tq[c]);
+        else if (need_dc && !(j->dc >> td & 1))
+            snprintf(why, cap, "scan %d uses DC Huffman table %d, which no DHT defines", scan, td);
+        else if (need_ac && !(j->ac >> ta & 1))
+            snprintf(why, cap, "scan %d uses AC Huffman table %d, which no DHT defines", scan, ta);
+        else {
+            if (need_dc) j->covered |= 1u << c;
+            continue;
+        }
+        return why;
+    }
+    return NULL;
+}
+
+/* Past a scan's entropy-coded data: to the first marker that is not a
+   stuffed 0xFF00 or a restart RSTn (fill bytes 0xFF may precede either). */
+static size_t jpeg_skip_entropy(const unsigned char *p, size_t n, size_t i)
+{
+    while (i < n) {
+        if (p[i] != 0xFF) {
+            i++;
+            continue;
+        }
+        size_t k = i + 1;
+        while (k < n && p[k] == 0xFF) k++;
+        if (k < n && p[k] != 0x00 && !(p[k] >= 0xD0 && p[k] <= 0xD7)) return i;
+        i = k + 1;
+    }
+    return n;
+}
+
+/* JPEG (starting with SOI, as stbi__jpeg_test wants): walks the markers to
+   EOI (stb fails a file without one) and checks each scan's tables, then
+   that every component was written. */
+static const char *jpeg_check(const unsigned char *p, size_t n, char *why, size_t cap)
+{
+    size_t i = 0;
+    while (i < n && p[i] == 0xFF) i++;
+    if (i < 1 || i >= n || p[i] != 0xD8) return NULL;
+    i++;
+    jpeg_state j = {0};
+    int scans = 0;
+    for (;;) {
+        while (i < n && p[i] != 0xFF) i++; /* stb skips junk between segments */
+        while (i < n && p[i] == 0xFF) i++;
+        if (i >= n) return NULL;
+        int m = p[i++];
+        if (m == 0xD9) break; /* EOI */
+        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue; /* no length; stb rejects most */
+        if (n - i < 2 || be16(p + i) < 2 || be16(p + i) > n - i) return NULL; /* truncated: stb notices */
+        const unsigned char *s = p + i + 2;
+        size_t len = be16(p + i) - 2;
+        i += len + 2;
+        if (m == 0xDB) {
+            jpeg_dqt(s, len, &j);
+        } else if (m == 0xC4) {
+            jpeg_dht(s, len, &j);
+        } else if (m >= 0xC0 && m <= 0xC2) { /* the frames stb decodes (stbi__SOF) */
+            if (j.nf || len < 6 || s[5] < 1 || s[5] > 4 || len < 6 + 3 * (size_t)s[5]) return NULL;
+            j.nf = s[5];
+            j.progressive = m == 0xC2;
+            for (int c = 0; c < j.nf; c++) j.id[c] = s[6 + 3 * c], j.tq[c] = s[8 + 3 * c];
+        } else if (m == 0xDA) {
+            if (!j.nf) return NULL; /* a scan before the frame: stb rejects it */
+            if (jpeg_sos(s, len, &j, ++scans, why, cap)) return why;
+            i = jpeg_skip_entropy(p, n, i);
+        }
+    }
+    for (int c = 0; c < j.nf; c++)
+        if (!(j.covered >> c & 1)) {
+            snprintf(why, cap, "component %d is in no %sscan", c + 1, j.progressive ? "first DC " : "");
+            return why;
+        }
+    return NULL;
+}
+
+/* BMP of 1, 4 or 8 bits per pixel: stb sizes the palette from the gap
+   between the headers and the pixels (not from biClrUsed) and reads it into
+   an uninitialised array of 256, so every index the pixels use must fall in
+   it. Follows stbi__bmp_load: same palette size, same rows and padding. */
+static const char *bmp_check(const unsigned char *p, size_t n, char *why, size_t cap)
+{
+    if (n < 34 || p[0] != 'B' || p[1] != 'M') return NULL;
+    uint32_t hsz = le32(p + 14);
+    if (hsz != 12 && hsz != 40 && hsz != 56 && hsz != 108 && hsz != 124) return NULL; /* not stb's BMP */
+    int64_t offset = (int32_t)le32(p + 10), w, h;
+    int bpp;
+    if (hsz == 12) {
+        w = p[18] | p[19] << 8, h = p[20] | p[21] << 8, bpp = p[24] | p[25] << 8;
+    } else {
+        w = (int32_t)le32(p + 18), h = (int32_t)le32(p + 22), bpp = p[28] | p[29] << 8;
+        /* stb refuses compression 1 to 3 with a palette and 4 up, but reads
+           it as a signed int: a negative one decodes as uncompressed. */
+        if ((int32_t)le32(p + 30) > 0) return NULL;
+    }
+    h = h < 0 ? -h : h;
+    if ((bpp != 1 && bpp != 4 && bpp != 8) || w <= 0) return NULL;
+    int64_t psize = hsz == 12 ? (offset - 14 - 24) / 3 : (offset - 14 - (int64_t)hsz) / 4;
+    if (offset < 0 || psize == 0 || psize > 256) return NULL; /* stb rejects these */
+    if (psize < 0) {
+        snprintf(why, cap, "its pixel data (at byte %lld) starts inside its header", (long long)offset);
+        return why;
+    }
+    if (psize >= (1 << bpp)) return NULL;
+    int64_t width = bpp == 1 ? (w + 7) / 8 : bpp == 4 ? (w + 1) / 2 : w, stride = width + ((-width) & 3);
+    /* Bytes past the end are not looked at: stb reads them as zeros (colour
+       0, which exists) and the reader reports the file truncated. */
+    for (int64_t y = 0, row = offset; y < h && row < (int64_t)n; y++, row += stride)
+        for (int64_t x = 0; x < w; x++) {
+            int64_t at = row + (bpp == 8 ? x : bpp == 4 ? x / 2 : x / 8);
+            if (at >= (int64_t)n) break;
+            int v = bpp == 8 ? p[at] : bpp == 4 ? (p[at] >> (x % 2 ? 0 : 4)) & 15 : (p[at] >> (7 - x % 8)) & 1;
+            if (v >= psize) {
+                snprintf(why, cap, "a pixel uses colour %d of a %lld-colour palette", v, (long long)psize);
+                return why;
+            }
+        }
+    return NULL;
 }
 
 kdx_status kdx_decode_image(const void *data, size_t n, const char *name, kdx_tensor **out)
@@ -103,7 +307,7 @@ kdx_status kdx_decode_image(const void *data, size_t n, const char *name, kdx_te
     if (!data && n > 0) return kdx_fail(KDX_EINVAL, "read_image: %s: data is NULL", name);
     if (n == 0) return kdx_fail(KDX_EFORMAT, "read_image: %s is empty", name);
     if (n > (size_t)INT_MAX) return kdx_fail(KDX_EFORMAT, "read_image: %s is too large (%zu bytes)", name, n);
-    mem_reader r = {data, n, 0, 0};
+    mem_reader r = {data, n, 0, NULL, 0};
     int w = 0, h = 0, c = 0;
     if (!stbi_info_from_callbacks(&mem_io, rewind_reader(&r), &w, &h, &c))
         return kdx_fail(KDX_EFORMAT, "read_image: %s is not a readable image (%s)", name, reason());
@@ -119,6 +323,11 @@ kdx_status kdx_decode_image(const void *data, size_t n, const char *name, kdx_te
     if ((int64_t)w * h > (int64_t)n * 16384 + ((int64_t)1 << 24))
         return kdx_fail(KDX_EFORMAT, "read_image: %s declares a %dx%d image, more than its %zu bytes can hold", name, w,
                         h, n);
+    char why[120];
+    const unsigned char *b = data;
+    if (jpeg_check(b, n, why, sizeof why))
+        return kdx_fail(KDX_EFORMAT, "read_image: %s is a corrupt JPEG: %s", name, why);
+    if (bmp_check(b, n, why, sizeof why)) return kdx_fail(KDX_EFORMAT, "read_image: %s is a corrupt BMP: %s", name, why);
     int bits = stbi_is_16_bit_from_callbacks(&mem_io, rewind_reader(&r)) ? 16 : 8;
     int w2 = 0, h2 = 0, c2 = 0;
     void *pix = bits == 16 ? (void *)stbi_load_16_from_callbacks(&mem_io, rewind_reader(&r), &w2, &h2, &c2, 0)

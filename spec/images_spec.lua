@@ -152,6 +152,70 @@ describe("kdx.data.image()", function()
     end)
   end
 
+  -- stb trusts these files and decodes them from memory it never wrote (or
+  -- trips an assert); the reader refuses them first.
+  describe("refuses a file stb would decode from memory it never wrote:", function()
+    local d
+    before_each(function() d = tmpdir() end)
+    after_each(function() rmdir(d) end)
+
+    local function refuses(name, bytes, message)
+      write(d .. "/" .. name, bytes)
+      local ok, err = pcall(kdx.data.image, d .. "/" .. name)
+      assert.is_false(ok)
+      assert.matches("kdx.data.image: " .. d .. "/" .. name .. " " .. message, err, 1, true)
+    end
+
+    local function put(bytes, at, byte) return bytes:sub(1, at - 1) .. string.char(byte) .. bytes:sub(at + 1) end
+
+    -- Over 128 bytes, so the missing bytes are asked for by a read straight
+    -- into the pixels, after stb's buffer was filled.
+    it("a PPM and an uncompressed TGA cut short inside their last row", function()
+      local ppm = "P6\n20 4\n255\n" .. ("\x80"):rep(200) -- 240 bytes of pixels wanted
+      refuses("cut.ppm", ppm, "is truncated")
+      local tga = string.pack("<BBBI2I2BI2I2I2I2BB", 0, 0, 2, 0, 0, 0, 0, 0, 20, 4, 24, 0)
+      refuses("cut.tga", tga .. ("\x80"):rep(210), "is truncated") -- rows of 60 bytes: half the last one
+    end)
+
+    it("a JPEG whose frame uses a quantisation table no DQT defines", function()
+      refuses("dqt.jpg", put(read(FIX .. "gray.jpg"), 25, 1), -- the DQT defines table 1, not 0
+        "is a corrupt JPEG: component 1 uses quantisation table 0, which no DQT defines")
+    end)
+
+    it("a JPEG whose scan uses a Huffman table no DHT defines", function()
+      refuses("dht.jpg", put(read(FIX .. "gray.jpg"), 325, 0x11), -- the scan asks for tables 1
+        "is a corrupt JPEG: scan 1 uses DC Huffman table 1, which no DHT defines")
+      local prog = read(FIX .. "progressive.jpg")
+      refuses("dc.jpg", put(prog, 182, 2), -- DC table 0 becomes 2
+        "is a corrupt JPEG: scan 1 uses DC Huffman table 0, which no DHT defines")
+      refuses("ac.jpg", put(prog, 260, 0x12), -- AC table 0, sent before scan 2, becomes 2
+        "is a corrupt JPEG: scan 2 uses AC Huffman table 0, which no DHT defines")
+    end)
+
+    it("a JPEG with a component in no scan", function()
+      refuses("noscan.jpg", read(FIX .. "gray.jpg"):sub(1, 318) .. "\xFF\xD9",
+        "is a corrupt JPEG: component 1 is in no scan")
+    end)
+
+    -- An 8-bit BMP, 2x1, whose palette has two colours: 54 bytes of headers,
+    -- 8 of palette, one row of 4.
+    local function bmp(i, j)
+      return "BM" .. string.pack("<I4I2I2I4I4i4i4I2I2I4I4i4i4I4I4", 66, 0, 0, 62, 40, 2, 1, 1, 8, 0, 4, 0, 0, 2, 0)
+        .. "\0\0\0\0\255\255\255\0" .. string.char(i, j, 0, 0)
+    end
+
+    it("a BMP whose pixels use colours past the end of its palette", function()
+      refuses("pal.bmp", bmp(1, 5), "is a corrupt BMP: a pixel uses colour 5 of a 2-colour palette")
+    end)
+
+    it("but reads a BMP with a short palette whose pixels stay within it", function()
+      write(d .. "/ok.bmp", bmp(1, 0))
+      local t = kdx.data.image(d .. "/ok.bmp")
+      assert.are.same({3, 1, 2}, t:shape())
+      assert.are.same({1, 0}, {t:get(1, 1, 1), t:get(1, 1, 2)})
+    end)
+  end)
+
   it("checks its argument", function()
     local ok, err = pcall(kdx.data.image, 42)
     assert.is_false(ok)
