@@ -96,4 +96,8 @@ void kdxL_open_distill(lua_State *L, int methods);
 /* Registers f under name both in the module table at mod and in methods. */
 void kdxL_register(lua_State *L, int mod, int methods, const luaL_Reg *fns, int as_method);
 
+/* Stores, under key in the registry, the metatable of a handle userdata (a
+   reader's state, a directory): its __gc and a __name for error messages. */
+void kdxL_handle_meta(lua_State *L, const void *key, const char *name, lua_CFunction gc);
+
 #endif

@@ -146,12 +146,7 @@ static int l_read_csv(lua_State *L)
 void kdxL_open_data(lua_State *L, int methods)
 {
     int mod = lua_gettop(L);
-    lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, l_csv_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushliteral(L, "kdx.csv");
-    lua_setfield(L, -2, "__name");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &CSV_MT_KEY);
+    kdxL_handle_meta(L, &CSV_MT_KEY, "kdx.csv", l_csv_gc);
     static const luaL_Reg fns[] = {{"_read_idx", l_read_idx}, {"_read_csv", l_read_csv}, {NULL, NULL}};
     kdxL_register(L, mod, methods, fns, 0);
 }

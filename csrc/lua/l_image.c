@@ -96,12 +96,7 @@ static int l_isdir(lua_State *L)
 void kdxL_open_image(lua_State *L, int methods)
 {
     int mod = lua_gettop(L);
-    lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, l_dir_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushliteral(L, "kdx.dir");
-    lua_setfield(L, -2, "__name");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &DIR_MT_KEY);
+    kdxL_handle_meta(L, &DIR_MT_KEY, "kdx.dir", l_dir_gc);
     static const luaL_Reg fns[] = {{"_read_image", l_read_image}, {"_write_png", l_write_png},
                                    {"_write_jpg", l_write_jpg},   {"_listdir", l_listdir},
                                    {"_isdir", l_isdir},           {NULL, NULL}};

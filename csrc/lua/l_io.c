@@ -124,12 +124,7 @@ static int l_load(lua_State *L)
 void kdxL_open_io(lua_State *L, int methods)
 {
     int mod = lua_gettop(L);
-    lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, l_st_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushliteral(L, "kdx.safetensors");
-    lua_setfield(L, -2, "__name");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &ST_MT_KEY);
+    kdxL_handle_meta(L, &ST_MT_KEY, "kdx.safetensors", l_st_gc);
     static const luaL_Reg fns[] = {{"save", l_save}, {"load", l_load}, {NULL, NULL}};
     kdxL_register(L, mod, methods, fns, 0);
 }

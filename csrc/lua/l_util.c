@@ -463,6 +463,16 @@ void kdxL_optfield_pair(lua_State *L, int opts, const char *key, int64_t def, in
     lua_pop(L, 1);
 }
 
+void kdxL_handle_meta(lua_State *L, const void *key, const char *name, lua_CFunction gc)
+{
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "__name");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
 void kdxL_register(lua_State *L, int mod, int methods, const luaL_Reg *fns, int as_method)
 {
     for (; fns->name; fns++) {
