@@ -18,13 +18,7 @@ local function var(shape, seed, scale)
   return (kdx.randn(shape, "float64") * (scale or 1)):requires_grad(true)
 end
 
-local function fixture_path()
-  local src = debug.getinfo(1, "S").source
-  local dir = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)[/\\]") or nil
-  return (dir and (dir .. "/") or "spec/") .. "fixtures/grads_golden.lua"
-end
-
-local GOLDEN = dofile(fixture_path())
+local GOLDEN = require("helpers.golden").fixture("grads_golden.lua")
 
 local T = require("helpers.close").from_fixture
 

@@ -17,77 +17,25 @@ local CRD = require "kdx.distill.crd"
 local ag = require "kdx.autograd"
 local close = require "helpers.close"
 
+local support = require "helpers.golden"
+
 local T = close.from_fixture
-local flat = close.values
 
-local function fixture_path()
-  local src = debug.getinfo(1, "S").source
-  local dir = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)[/\\]") or nil
-  return (dir and (dir .. "/") or "spec/") .. "fixtures/distill_golden.lua"
-end
-
-local FIX = dofile(fixture_path())
-
--- tolerance (relative and absolute) by the dtype PyTorch computed in
-local TOL = {float64 = 1e-10, float32 = 1e-5, int64 = 0}
+local FIX = support.fixture("distill_golden.lua")
 
 ---------------------------------------------------------------- helpers ---
 
-local function shape_str(s) return "[" .. table.concat(s, ",") .. "]" end
-
-local function close_to(g, e, tol)
-  if e ~= e then return g ~= g end
-  if g ~= g then return false end
-  return math.abs(g - e) <= tol + tol * math.abs(e)
-end
-
--- Asserts that kdx tensor `got` matches fixture tensor `exp` (shape, dtype, values).
-local function check(label, got, exp, tol)
-  assert.is_true(kdx.is_tensor(got), label .. ": not a tensor")
-  assert.is_true(shape_str(got:shape()) == shape_str(exp.shape),
-    ("%s: shape %s, expected %s"):format(label, shape_str(got:shape()), shape_str(exp.shape)))
-  assert.are.equal(exp.dtype, got:dtype(), label .. ": dtype")
-  tol = tol or TOL[exp.dtype]
-  local vals = flat(got)
-  for i = 1, #exp.data do
-    if not close_to(vals[i], exp.data[i], tol) then
-      error(("%s: value %d of %d is %.17g, PyTorch has %.17g (tol %g)"):format(
-        label, i, #exp.data, vals[i], exp.data[i], tol), 2)
-    end
-  end
-end
-
-local function resolve(v, tensors)
-  if type(v) ~= "table" then return v end
-  if v.ref then return assert(tensors[v.ref], v.ref) end
-  local out = {}
-  for k, x in pairs(v) do out[k] = resolve(x, tensors) end
-  return out
-end
-
-local function all_finite(t)
-  for _, v in ipairs(flat(t)) do
-    if v ~= v or v == math.huge or v == -math.huge then return false end
-  end
-  return true
-end
+local check, resolve, all_finite = support.check, support.resolve, support.all_finite
+local leaf = support.leaf
 
 -- The error `fn` raises, after asserting it was blamed on this spec's line.
-local function error_of(fn)
-  local ok, err = pcall(fn)
-  assert.is_false(ok, "expected an error")
-  err = tostring(err)
-  assert.truthy(err:match("^[^:]*distill_loss_spec%.lua:%d+: "), "error not blamed on the caller: " .. err)
-  return (err:gsub("^[^:]*:%d+: ", ""))
-end
+local function error_of(fn) return support.error_blamed_on("distill_loss_spec.lua", fn) end
 
 local function f64(shape, scale)
   local t = kdx.randn(shape, "float64")
   if scale then t = t * scale end
   return t
 end
-
-local function leaf(t) return t:requires_grad(true) end
 
 -- Loss value and the gradients w.r.t. each of `inputs` (leaves).
 local function value_and_grads(fn, inputs)
@@ -97,21 +45,7 @@ end
 
 ------------------------------------------------------------ golden values ---
 
-local ordered = {}
-for name, c in pairs(FIX.cases) do
-  c.name = name
-  ordered[#ordered + 1] = c
-end
-table.sort(ordered, function(a, b) return a.seq < b.seq end)
-
-local groups, group_cases = {}, {}
-for _, c in ipairs(ordered) do
-  if not group_cases[c.group] then
-    groups[#groups + 1] = c.group
-    group_cases[c.group] = {}
-  end
-  table.insert(group_cases[c.group], c)
-end
+local groups, group_cases = support.grouped(FIX.cases)
 
 describe("kdx.distill.loss", function()
   it("is kdx.distill.loss", function()

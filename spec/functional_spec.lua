@@ -13,71 +13,18 @@
 local kdx = require "kdx"
 local F = require "kdx.nn.functional"
 
-local function fixture_path()
-  local src = debug.getinfo(1, "S").source
-  local dir = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)[/\\]") or nil
-  return (dir and (dir .. "/") or "spec/") .. "fixtures/functional_golden.lua"
-end
+local support = require "helpers.golden"
 
-local CASES = dofile(fixture_path())
-
--- tolerance (relative and absolute) by the dtype PyTorch computed in
-local TOL = {float64 = 1e-10, float32 = 1e-5, int64 = 0}
+local CASES = support.fixture("functional_golden.lua")
 
 ---------------------------------------------------------------- helpers ---
 
 local T = require("helpers.close").from_fixture
-
-local flat = require("helpers.close").values
-
-local function shape_str(s) return "[" .. table.concat(s, ",") .. "]" end
-
-local function close(g, e, tol)
-  if e ~= e then return g ~= g end
-  if g ~= g then return false end
-  if e == math.huge or e == -math.huge then return g == e end
-  return math.abs(g - e) <= tol + tol * math.abs(e)
-end
-
--- Asserts that kdx tensor `got` matches fixture tensor `exp` (shape, dtype, values).
-local function check(label, got, exp)
-  assert.is_true(kdx.is_tensor(got), label .. ": not a tensor")
-  assert.is_true(shape_str(got:shape()) == shape_str(exp.shape),
-    ("%s: shape %s, expected %s"):format(label, shape_str(got:shape()), shape_str(exp.shape)))
-  assert.are.equal(exp.dtype, got:dtype(), label .. ": dtype")
-  local tol, vals = TOL[exp.dtype], flat(got)
-  for i = 1, #exp.data do
-    if not close(vals[i], exp.data[i], tol) then
-      error(("%s: value %d of %d is %.17g, PyTorch has %.17g (tol %g)"):format(
-        label, i, #exp.data, vals[i], exp.data[i], tol), 2)
-    end
-  end
-end
-
--- The Lua arguments of a case, {ref = name} replaced by the tensors.
-local function resolve(v, tensors)
-  if type(v) ~= "table" then return v end
-  if v.ref then return assert(tensors[v.ref], v.ref) end
-  local out = {}
-  for k, x in pairs(v) do out[k] = resolve(x, tensors) end
-  return out
-end
-
-local function all_finite(t)
-  for _, v in ipairs(flat(t)) do
-    if v ~= v or v == math.huge or v == -math.huge then return false end
-  end
-  return true
-end
+local check, resolve, all_finite = support.check, support.resolve, support.all_finite
+local leaf = support.leaf
 
 -- The error `fn` raises; asserts it was raised at this spec's line (level 2).
-local function error_of(fn)
-  local ok, err = pcall(fn)
-  assert.is_false(ok, "expected an error")
-  err = tostring(err)
-  assert.truthy(err:match("^[^:]*functional_spec%.lua:%d+: "), "error not blamed on the caller: " .. err)
-  return err:gsub("^[^:]*:%d+: ", "")
-end
+local function error_of(fn) return support.error_blamed_on("functional_spec.lua", fn) end
 
 local function f64(shape, lo, hi)
   local t = kdx.rand(shape, "float64")
@@ -85,25 +32,9 @@ local function f64(shape, lo, hi)
   return t
 end
 
-local function leaf(t) return t:requires_grad(true) end
-
 ------------------------------------------------------------ golden values ---
 
-local ordered = {}
-for name, c in pairs(CASES) do
-  c.name = name
-  ordered[#ordered + 1] = c
-end
-table.sort(ordered, function(a, b) return a.seq < b.seq end)
-
-local groups, group_cases = {}, {}
-for _, c in ipairs(ordered) do
-  if not group_cases[c.group] then
-    groups[#groups + 1] = c.group
-    group_cases[c.group] = {}
-  end
-  table.insert(group_cases[c.group], c)
-end
+local groups, group_cases = support.grouped(CASES)
 
 describe("kdx.nn.functional", function()
   describe("against PyTorch (values and input gradients)", function()

@@ -12,16 +12,12 @@
 
 local kdx = require "kdx"
 
-local function fixture_path()
-  local src = debug.getinfo(1, "S").source
-  local dir = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)[/\\]") or nil
-  return (dir and (dir .. "/") or "spec/") .. "fixtures/ops_golden.lua"
-end
+local support = require "helpers.golden"
 
-local CASES = dofile(fixture_path())
+local CASES = support.fixture("ops_golden.lua")
 
 -- tolerances (rel and abs) by the dtype PyTorch computed in
-local TOL = { float64 = 1e-10, float32 = 1e-5, int64 = 0, bool = 0 }
+local TOL = support.TOL
 
 ---------------------------------------------------------------- helpers ---
 
@@ -29,11 +25,7 @@ local T = require("helpers.close").from_fixture
 
 local flat = require("helpers.close").values
 
-local function shape_str(s)
-  local parts = {}
-  for i = 1, #s do parts[i] = tostring(s[i]) end
-  return "[" .. table.concat(parts, ",") .. "]"
-end
+local shape_str = support.shape_str
 
 -- flat index (1-based) -> "(i,j,k)" position in shape
 local function position(shape, k)
