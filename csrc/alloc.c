@@ -46,11 +46,14 @@ static int size_class(size_t n, size_t *bytes)
     return c;
 }
 
-static void *cache_take(int c)
+static void *cache_take(int c, size_t bytes)
 {
     void *p = NULL;
     pthread_mutex_lock(&cache.lock);
-    if (cache.count[c] > 0) p = cache.blocks[c][--cache.count[c]];
+    if (cache.count[c] > 0) {
+        p = cache.blocks[c][--cache.count[c]];
+        cache.held -= bytes;
+    }
     pthread_mutex_unlock(&cache.lock);
     return p;
 }
@@ -119,7 +122,7 @@ static void *get(size_t n, bool zero)
     size_t bytes;
     int c = size_class(n, &bytes);
     if (c < 0) return zero ? calloc(1, n) : malloc(n);
-    void *p = cache_take(c);
+    void *p = cache_take(c, bytes);
     if (p) {
         if (zero) memset(p, 0, n);
         return p;

@@ -218,6 +218,33 @@ static void test_errors_leave_outputs_alone(void)
     CHECK(strlen(kdx_last_error()) > 0);
 }
 
+/* Freed large blocks wait in the cache and are reused: making and releasing
+   the same tensor many times keeps the cache at one block, instead of its
+   count of held bytes growing until it refuses everything (which sent every
+   training step back to the kernel for fresh pages). */
+static void test_block_cache_reuses(void)
+{
+    kdx_cache_clear();
+    int64_t shape[1] = {1 << 18}; /* 1 MiB of float32 */
+    size_t first = 0;
+    int made = 0, taken = 0, steady = 0;
+    for (int i = 0; i < 1000; i++) {
+        kdx_tensor *t;
+        if (kdx_empty(KDX_DTYPE_F32, 1, shape, &t) != KDX_OK) continue;
+        made++;
+        taken += kdx_cache_bytes() == 0; /* the one cached block was taken */
+        kdx_tensor_release(t);
+        if (i == 0) first = kdx_cache_bytes();
+        steady += kdx_cache_bytes() == first;
+    }
+    CHECK(made == 1000);
+    CHECK(taken == 1000);
+    CHECK(steady == 1000);
+    CHECK(first >= ((size_t)1 << 20));
+    kdx_cache_clear();
+    CHECK(kdx_cache_bytes() == 0);
+}
+
 int main(void)
 {
     int64_t before = kdx_debug_live_tensors();
@@ -228,6 +255,7 @@ int main(void)
     test_generator_is_deterministic();
     test_allocator_hook_sees_everything();
     test_errors_leave_outputs_alone();
+    test_block_cache_reuses();
     CHECK(kdx_debug_live_tensors() == before); /* every test released what it made */
     return CT_REPORT("test_tensor");
 }
