@@ -277,7 +277,11 @@ static const char *bmp_check(const unsigned char *p, size_t n, char *why, size_t
     }
     h = h < 0 ? -h : h;
     if ((bpp != 1 && bpp != 4 && bpp != 8) || w <= 0) return NULL;
-    int64_t psize = hsz == 12 ? (offset - 14 - 24) / 3 : (offset - 14 - (int64_t)hsz) / 4;
+    /* stb divides by 3 (rounding toward zero) but shifts by 2 (rounding
+       down): an offset 1 to 3 bytes inside the header gives 0 with one and
+       -1 with the other. */
+    int64_t gap = offset - 14 - (int64_t)hsz;
+    int64_t psize = hsz == 12 ? (offset - 14 - 24) / 3 : (gap - (gap < 0 ? 3 : 0)) / 4;
     if (offset < 0 || psize == 0 || psize > 256) return NULL; /* stb rejects these */
     if (psize < 0) {
         snprintf(why, cap, "its pixel data (at byte %lld) starts inside its header", (long long)offset);

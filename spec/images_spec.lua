@@ -199,10 +199,16 @@ describe("kdx.data.image()", function()
 
     -- An 8-bit BMP, 2x1, whose palette has two colours: 54 bytes of headers,
     -- 8 of palette, one row of 4.
-    local function bmp(i, j)
-      return "BM" .. string.pack("<I4I2I2I4I4i4i4I2I2I4I4i4i4I4I4", 66, 0, 0, 62, 40, 2, 1, 1, 8, 0, 4, 0, 0, 2, 0)
-        .. "\0\0\0\0\255\255\255\0" .. string.char(i, j, 0, 0)
+    local function bmp(i, j, offset)
+      return "BM" .. string.pack("<I4I2I2I4I4i4i4I2I2I4I4i4i4I4I4", 66, 0, 0, offset or 62, 40, 2, 1, 1, 8, 0, 4, 0, 0,
+        2, 0) .. "\0\0\0\0\255\255\255\0" .. string.char(i, j, 0, 0)
     end
+
+    it("a BMP whose pixels start 1 to 3 bytes inside its header", function()
+      -- stb computes a palette of -1 colours there and reads every pixel's
+      -- colour from memory it never wrote (found by spec/fuzz/fuzz_image.c).
+      refuses("inside.bmp", bmp(0, 0, 51), "is a corrupt BMP: its pixel data (at byte 51) starts inside its header")
+    end)
 
     it("a BMP whose pixels use colours past the end of its palette", function()
       refuses("pal.bmp", bmp(1, 5), "is a corrupt BMP: a pixel uses colour 5 of a 2-colour palette")
