@@ -15,6 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
 
@@ -304,6 +306,45 @@ static const char *bmp_check(const unsigned char *p, size_t n, char *why, size_t
     return NULL;
 }
 
+/* PNG: stb's inflate takes the unused distance codes 30 and 31 as a
+   distance of 0 and copies pixels from output it has not written yet, so the
+   compressed stream is first run through zlib, which refuses such codes (and
+   checks the Adler-32 that stb ignores). The output is thrown away; a stream
+   cut short is left to stb, which reports the file truncated. */
+static const char *png_check(const unsigned char *p, size_t n, char *why, size_t cap)
+{
+    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+    if (n < 8 || memcmp(p, sig, 8) != 0) return NULL;
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    int raw = n >= 16 && memcmp(p + 12, "CgBI", 4) == 0; /* Apple's PNGs: deflate without zlib's wrapper */
+    if (inflateInit2(&z, raw ? -15 : 15) != Z_OK) return NULL;
+    unsigned char sink[16384];
+    int rc = Z_OK;
+    for (size_t at = 8; rc == Z_OK && n - at >= 12;) {
+        uint32_t len = (uint32_t)p[at] << 24 | (uint32_t)p[at + 1] << 16 | (uint32_t)p[at + 2] << 8 | p[at + 3];
+        if (len > n - at - 12) break;
+        if (memcmp(p + at + 4, "IDAT", 4) == 0) {
+            z.next_in = (unsigned char *)(uintptr_t)(p + at + 8);
+            z.avail_in = len;
+            do {
+                z.next_out = sink;
+                z.avail_out = sizeof sink;
+                rc = inflate(&z, Z_NO_FLUSH);
+            } while (rc == Z_OK && z.avail_in > 0);
+            if (rc == Z_BUF_ERROR) rc = Z_OK; /* needs the next IDAT */
+        }
+        at += 12 + (size_t)len;
+    }
+    const char *res = NULL;
+    if (rc == Z_DATA_ERROR || rc == Z_NEED_DICT) {
+        snprintf(why, cap, "its compressed pixels are invalid (zlib: %s)", z.msg ? z.msg : "needs a dictionary");
+        res = why;
+    }
+    inflateEnd(&z);
+    return res;
+}
+
 kdx_status kdx_decode_image(const void *data, size_t n, const char *name, kdx_tensor **out)
 {
     if (!name) name = "(memory)";
@@ -332,6 +373,7 @@ kdx_status kdx_decode_image(const void *data, size_t n, const char *name, kdx_te
     if (jpeg_check(b, n, why, sizeof why))
         return kdx_fail(KDX_EFORMAT, "read_image: %s is a corrupt JPEG: %s", name, why);
     if (bmp_check(b, n, why, sizeof why)) return kdx_fail(KDX_EFORMAT, "read_image: %s is a corrupt BMP: %s", name, why);
+    if (png_check(b, n, why, sizeof why)) return kdx_fail(KDX_EFORMAT, "read_image: %s is a corrupt PNG: %s", name, why);
     int bits = stbi_is_16_bit_from_callbacks(&mem_io, rewind_reader(&r)) ? 16 : 8;
     int w2 = 0, h2 = 0, c2 = 0;
     void *pix = bits == 16 ? (void *)stbi_load_16_from_callbacks(&mem_io, rewind_reader(&r), &w2, &h2, &c2, 0)

@@ -204,6 +204,13 @@ describe("kdx.data.image()", function()
         2, 0) .. "\0\0\0\0\255\255\255\0" .. string.char(i, j, 0, 0)
     end
 
+    it("a PNG whose compressed pixels use a distance code deflate does not define", function()
+      -- stb copies such a match from output it has not written yet (found by
+      -- spec/fuzz/fuzz_image.c; spec/fixtures/images/corrupt_distance.png).
+      refuses("dist.png", read(FIX .. "corrupt_distance.png"),
+        "is a corrupt PNG: its compressed pixels are invalid (zlib: invalid distance code)")
+    end)
+
     it("a BMP whose pixels start 1 to 3 bytes inside its header", function()
       -- stb computes a palette of -1 colours there and reads every pixel's
       -- colour from memory it never wrote (found by spec/fuzz/fuzz_image.c).
