@@ -17,32 +17,8 @@ local M = {}
 
 -------------------------------------------------------------- arguments --
 
-local SOURCE = debug.getinfo(1, "S").source
-local PACKAGE = SOURCE:match("^(@.*[/\\]kdx[/\\])distill[/\\]loss%.lua$")
-
-local function in_library(source)
-  if source == "=[C]" then return true end
-  if PACKAGE then return source:sub(1, #PACKAGE) == PACKAGE end
-  return source == SOURCE
-end
-
--- Raises "kdx.distill.loss.<fname>: <message>" blaming the first caller
--- outside the kdx Lua package: the user's line, also when the call came
--- through kdx.distill.run.
-local function fail(fname, fmt, ...)
-  local level = 2
-  while true do
-    local info = debug.getinfo(level, "S")
-    if info == nil or not in_library(info.source) then break end
-    level = level + 1
-  end
-  error(("kdx.distill.loss.%s: " .. fmt):format(fname, ...), level)
-end
-
-local function what(v)
-  if kdx.is_tensor(v) then return "a tensor" end
-  return type(v)
-end
+local args = require "kdx.args"
+local fail, what = args.failer("kdx.distill.loss."), args.what
 
 local function check_tensor(fname, name, v)
   if not kdx.is_tensor(v) then fail(fname, "%s must be a tensor, got %s", name, what(v)) end

@@ -11,28 +11,8 @@ local F = {}
 
 -------------------------------------------------------------- arguments --
 
-local SOURCE = debug.getinfo(1, "S").source
--- "@.../kdx/": frames from any file of the kdx package are library frames
-local PACKAGE = SOURCE:match("^(@.*[/\\]kdx[/\\])nn[/\\]functional%.lua$")
-
-local function in_library(source)
-  if PACKAGE then return source:sub(1, #PACKAGE) == PACKAGE end
-  return source == SOURCE
-end
-
--- Raises "kdx.nn.functional.<fname>: <message>" blaming the first caller
--- outside the kdx Lua package: the user's line, also when the call came
--- through another function here (cross_entropy's shared checks) or through
--- a module of kdx.nn that calls this one.
-local function fail(fname, fmt, ...)
-  local level = 2
-  while true do
-    local info = debug.getinfo(level, "S")
-    if info == nil or not in_library(info.source) then break end
-    level = level + 1
-  end
-  error(("kdx.nn.functional.%s: " .. fmt):format(fname, ...), level)
-end
+local args = require "kdx.args"
+local fail, what = args.failer("kdx.nn.functional."), args.what
 
 local function shape_str(shape)
   return "[" .. table.concat(shape, ",") .. "]"
@@ -44,11 +24,6 @@ local function same_shape(a, b)
     if a[i] ~= b[i] then return false end
   end
   return true
-end
-
-local function what(v)
-  if kdx.is_tensor(v) then return "a tensor" end
-  return type(v)
 end
 
 local function check_tensor(fname, name, v)
