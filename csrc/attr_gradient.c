@@ -55,7 +55,7 @@ kdx_status kdx__select_target(const char *fname, const kdx_tensor *y, const kdx_
 
 /* ---- running the model ---- */
 
-static kdx_status call_model(const char *fname, const kdx_model *m, const kdx_tensor *x, kdx_tensor **y)
+kdx_status kdx__attr_call(const char *fname, const kdx_model *m, const kdx_tensor *x, kdx_tensor **y)
 {
     kdx_tensor *r = NULL;
     kdx_status s = m->forward(m->ud, x, &r);
@@ -74,14 +74,14 @@ static kdx_status call_model(const char *fname, const kdx_model *m, const kdx_te
 /* Gradient of the selected outputs w.r.t. a batch (rows first..first+B-1 of
    the targets); *out has x's shape and dtype. *value (may be NULL) gets the
    selected outputs [B]. */
-static kdx_status batch_gradient(const char *fname, const kdx_model *m, const kdx_tensor *x, const kdx_tensor *target,
+kdx_status kdx__attr_grad(const char *fname, const kdx_model *m, const kdx_tensor *x, const kdx_tensor *target,
                                  int64_t first, kdx_tensor **out, kdx_tensor **value)
 {
     kdx_tensor *leaf = NULL, *y = NULL, *sel = NULL, *sum = NULL;
     int was = kdx_set_grad_enabled(1);
     kdx_status s = kdx_clone(x, &leaf);
     if (s == KDX_OK) s = kdx_tensor_set_requires_grad(leaf, 1);
-    if (s == KDX_OK) s = call_model(fname, m, leaf, &y);
+    if (s == KDX_OK) s = kdx__attr_call(fname, m, leaf, &y);
     if (s == KDX_OK) s = kdx__select_target(fname, y, target, first, &sel);
     if (s == KDX_OK) s = kdx_reduce(KDX_RED_SUM, sel, NULL, 0, 0, &sum);
     if (s == KDX_OK && !sum->requires_grad)
@@ -100,7 +100,7 @@ static kdx_status rows(const kdx_tensor *x, int64_t lo, int64_t n, kdx_tensor **
     return kdx_narrow(x, 0, lo, n, out);
 }
 
-static kdx_status check_args(const char *fname, const kdx_model *m, const kdx_tensor *x, int64_t batch_size)
+kdx_status kdx__attr_check(const char *fname, const kdx_model *m, const kdx_tensor *x, int64_t batch_size)
 {
     if (!m || !m->forward) return kdx_fail(KDX_EINVAL, "%s: model is NULL", fname);
     KDX_TRY(kdx__check_float(fname, "x", x));
@@ -109,13 +109,29 @@ static kdx_status check_args(const char *fname, const kdx_model *m, const kdx_te
     return KDX_OK;
 }
 
+kdx_status kdx__attr_row_targets(const char *fname, const kdx_tensor *target, int64_t N, const kdx_tensor *ids,
+                                 kdx_tensor **out)
+{
+    if (!target || kdx_tensor_numel(target) <= 1) {
+        *out = target ? kdx_tensor_retain((kdx_tensor *)target) : NULL;
+        return KDX_OK;
+    }
+    kdx_tensor *flat = NULL;
+    int64_t nt = kdx_tensor_numel(target);
+    if (nt < N) return kdx_fail(KDX_ESHAPE, "%s: %lld targets for %lld samples", fname, (long long)nt, (long long)N);
+    kdx_status s = kdx_reshape(target, 1, &nt, &flat);
+    if (s == KDX_OK) s = kdx_index_select(flat, 0, ids, out);
+    kdx_tensor_release(flat);
+    return s;
+}
+
 /* ---- saliency and input x gradient ---- */
 
 kdx_status kdx_attr_saliency(const kdx_model *m, const kdx_tensor *x, const kdx_tensor *target, int abs_value,
                              int times_input, int64_t batch_size, kdx_tensor **out)
 {
     const char *fname = times_input ? "input_x_gradient" : "saliency";
-    KDX_TRY(check_args(fname, m, x, batch_size));
+    KDX_TRY(kdx__attr_check(fname, m, x, batch_size));
     kdx_tensor *attr;
     KDX_TRY(kdx__new_raw(fname, x->dtype, x->ndim, x->shape, &attr));
     kdx_status s = KDX_OK;
@@ -124,7 +140,7 @@ kdx_status kdx_attr_saliency(const kdx_model *m, const kdx_tensor *x, const kdx_
         int64_t n = kdx__min64(batch_size, x->shape[0] - lo);
         kdx_tensor *xb = NULL, *g = NULL, *r = NULL, *dst = NULL;
         s = rows(x, lo, n, &xb);
-        if (s == KDX_OK) s = batch_gradient(fname, m, xb, target, lo, &g, NULL); /* turns recording on itself */
+        if (s == KDX_OK) s = kdx__attr_grad(fname, m, xb, target, lo, &g, NULL); /* turns recording on itself */
         if (s == KDX_OK && times_input) s = kdx_binary(KDX_BIN_MUL, g, xb, &r);
         else if (s == KDX_OK && abs_value) s = kdx_unary(KDX_UN_ABS, g, 0, 0, &r);
         else if (s == KDX_OK) r = kdx_tensor_retain(g);
@@ -190,12 +206,12 @@ kdx_status kdx_ig_quadrature(kdx_ig_method method, int n, double *alphas, double
 }
 
 /* The selected outputs of the model at x (no graph). */
-static kdx_status outputs_at(const char *fname, const kdx_model *m, const kdx_tensor *x, const kdx_tensor *target,
+kdx_status kdx__attr_outputs(const char *fname, const kdx_model *m, const kdx_tensor *x, const kdx_tensor *target,
                              int64_t first, kdx_tensor **out)
 {
     kdx_tensor *y = NULL, *sel = NULL;
     int was = kdx_set_grad_enabled(0);
-    kdx_status s = call_model(fname, m, x, &y);
+    kdx_status s = kdx__attr_call(fname, m, x, &y);
     if (s == KDX_OK) s = kdx__select_target(fname, y, target, first, &sel);
     kdx_set_grad_enabled(was);
     if (s == KDX_OK) s = kdx_detach(sel, out);
@@ -208,7 +224,7 @@ kdx_status kdx_attr_integrated_gradients(const kdx_model *m, const kdx_tensor *x
                                          int64_t batch_size, kdx_tensor **out, kdx_tensor **delta)
 {
     const char *fname = "integrated_gradients";
-    KDX_TRY(check_args(fname, m, x, batch_size));
+    KDX_TRY(kdx__attr_check(fname, m, x, batch_size));
     if (steps < 1 || steps > 100000) return kdx_fail(KDX_EINVAL, "%s: steps must be in [1, 100000], got %d", fname, steps);
     double *alphas = kdx__malloc_raw((size_t)steps * 2 * sizeof(double));
     if (!alphas) return kdx_fail(KDX_ENOMEM, "%s: out of memory", fname);
@@ -253,16 +269,8 @@ kdx_status kdx_attr_integrated_gradients(const kdx_model *m, const kdx_tensor *x
         if (s == KDX_OK) s = kdx_index_select(diff, 0, ids, &dd);
         if (s == KDX_OK) s = kdx_binary(KDX_BIN_MUL, dd, al, &step);
         if (s == KDX_OK) s = kdx_binary(KDX_BIN_ADD, b, step, &pts);
-        if (s == KDX_OK && target && kdx_tensor_numel(target) > 1) {
-            kdx_tensor *flat = NULL;
-            int64_t nt = kdx_tensor_numel(target);
-            s = kdx_reshape(target, 1, &nt, &flat);
-            if (s == KDX_OK && nt < N)
-                s = kdx_fail(KDX_ESHAPE, "%s: %lld targets for %lld samples", fname, (long long)nt, (long long)N);
-            if (s == KDX_OK) s = kdx_index_select(flat, 0, ids, &tg);
-            kdx_tensor_release(flat);
-        }
-        if (s == KDX_OK) s = batch_gradient(fname, m, pts, tg ? tg : target, 0, &g, NULL);
+        if (s == KDX_OK) s = kdx__attr_row_targets(fname, target, N, ids, &tg);
+        if (s == KDX_OK) s = kdx__attr_grad(fname, m, pts, tg, 0, &g, NULL);
         if (s == KDX_OK) s = kdx_binary(KDX_BIN_MUL, g, wt, &gw);
         if (s == KDX_OK) s = kdx_index_add_(acc, 0, ids, gw, 1);
         KDX_RELEASE(ids, al, wt, b, dd, step, pts);
@@ -273,8 +281,8 @@ kdx_status kdx_attr_integrated_gradients(const kdx_model *m, const kdx_tensor *x
     if (s == KDX_OK && delta) {
         kdx_tensor *fx = NULL, *fb = NULL, *sums = NULL, *gap = NULL, *flat = NULL;
         int64_t fs[2] = {N, per};
-        s = outputs_at(fname, m, x, target, 0, &fx);
-        if (s == KDX_OK) s = outputs_at(fname, m, base, target, 0, &fb);
+        s = kdx__attr_outputs(fname, m, x, target, 0, &fx);
+        if (s == KDX_OK) s = kdx__attr_outputs(fname, m, base, target, 0, &fb);
         if (s == KDX_OK) s = kdx_reshape(attr, 2, fs, &flat);
         int one = 1;
         if (s == KDX_OK) s = kdx_reduce(KDX_RED_SUM, flat, &one, 1, 0, &sums);

@@ -103,6 +103,26 @@ void kdx__node_release(kdx_node *n);
 kdx_status kdx__select_target(const char *fname, const kdx_tensor *y, const kdx_tensor *target, int64_t first,
                               kdx_tensor **out);
 
+/* ---- shared by the attribution methods (attr_*.c) ----
+ * All take the public method's name for messages. The model sees at most
+ * batch_size rows per call: callers build perturbed rows in chunks. */
+/* Checks the model, a float batch x [N, ...] and batch_size >= 1. */
+kdx_status kdx__attr_check(const char *fname, const kdx_model *m, const kdx_tensor *x, int64_t batch_size);
+/* *y = the model at x, checked to be a tensor with x's first dim (a new reference). */
+kdx_status kdx__attr_call(const char *fname, const kdx_model *m, const kdx_tensor *x, kdx_tensor **y);
+/* d(sum of the selected outputs)/dx for a chunk x whose rows are target rows
+   first..; *out has x's shape; *value (may be NULL) the selected outputs [B]. */
+kdx_status kdx__attr_grad(const char *fname, const kdx_model *m, const kdx_tensor *x, const kdx_tensor *target,
+                          int64_t first, kdx_tensor **out, kdx_tensor **value);
+/* The selected outputs [B] at x, without a graph. */
+kdx_status kdx__attr_outputs(const char *fname, const kdx_model *m, const kdx_tensor *x, const kdx_tensor *target,
+                             int64_t first, kdx_tensor **out);
+/* Targets for rows that belong to samples ids [n] (int64, 0-based): a new
+   reference to target's rows, or to target itself when it is NULL or one class
+   (then *out may be NULL). N is the number of samples, for the message. */
+kdx_status kdx__attr_row_targets(const char *fname, const kdx_tensor *target, int64_t N, const kdx_tensor *ids,
+                                 kdx_tensor **out);
+
 /* ---- expressions for backward formulas (expr.c) ----
  * A scope owns the temporaries of a formula: each E_* call runs one public
  * (recording) op, keeps its result in the scope and returns it, or returns

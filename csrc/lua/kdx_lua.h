@@ -79,6 +79,18 @@ void kdxL_optfield_pair(lua_State *L, int opts, const char *key, int64_t def, in
 /* The generator of this Lua state (each state has its own). */
 kdx_generator *kdxL_generator(lua_State *L);
 
+/* A Lua callable (function or module) as a kdx_model for the attribution
+   methods: lm holds the state and the callable's stack slot, m points at it.
+   The callable is run with lua_pcall, so a Lua error comes back as a status. */
+typedef struct kdxL_model {
+    lua_State *L;
+    int fn; /* absolute stack index of the callable */
+} kdxL_model;
+void kdxL_checkmodel(lua_State *L, int arg, const char *fname, kdxL_model *lm, kdx_model *m);
+/* An attribution target at arg: nil (NULL), a 1-based class, or 1-based
+   classes (table or int64 tensor) -> 0-based int64, pushed. */
+kdx_tensor *kdxL_checktarget(lua_State *L, int arg, const char *fname);
+
 /* Registration of each part of the binding into the module table (at -1) and
    the tensor methods table (at methods). */
 void kdxL_open_tensor(lua_State *L, int methods);

@@ -6,14 +6,9 @@
 
 #include <string.h>
 
-typedef struct lua_model {
-    lua_State *L;
-    int fn; /* absolute stack index of the callable */
-} lua_model;
-
 static kdx_status call_lua_model(void *ud, const kdx_tensor *x, kdx_tensor **y)
 {
-    lua_model *m = ud;
+    kdxL_model *m = ud;
     lua_State *L = m->L;
     if (!lua_checkstack(L, 4)) return kdx_fail(KDX_ENOMEM, "model: Lua stack overflow");
     lua_pushvalue(L, m->fn);
@@ -36,8 +31,7 @@ static kdx_status call_lua_model(void *ud, const kdx_tensor *x, kdx_tensor **y)
     return KDX_OK;
 }
 
-/* target at arg: nil, a 1-based class, or 1-based classes (table or int64 tensor) -> 0-based (pushed), or NULL. */
-static kdx_tensor *check_target(lua_State *L, int arg, const char *fname)
+kdx_tensor *kdxL_checktarget(lua_State *L, int arg, const char *fname)
 {
     if (lua_isnoneornil(L, arg)) return NULL;
     kdx_tensor *t = kdxL_totensor(L, arg);
@@ -55,15 +49,19 @@ static kdx_tensor *check_target(lua_State *L, int arg, const char *fname)
     return *box;
 }
 
-static void check_model(lua_State *L, int arg, const char *fname)
+void kdxL_checkmodel(lua_State *L, int arg, const char *fname, kdxL_model *lm, kdx_model *m)
 {
     int t = lua_type(L, arg);
-    if (t == LUA_TFUNCTION) return;
-    if (t == LUA_TTABLE && luaL_getmetafield(L, arg, "__call") != LUA_TNIL) {
+    int ok = t == LUA_TFUNCTION;
+    if (!ok && t == LUA_TTABLE && luaL_getmetafield(L, arg, "__call") != LUA_TNIL) {
         lua_pop(L, 1);
-        return;
+        ok = 1;
     }
-    luaL_error(L, "kdx.explain.%s: model must be a function or a module, got %s", fname, luaL_typename(L, arg));
+    if (!ok) luaL_error(L, "kdx.explain.%s: model must be a function or a module, got %s", fname, luaL_typename(L, arg));
+    lm->L = L;
+    lm->fn = lua_absindex(L, arg);
+    m->forward = call_lua_model;
+    m->ud = lm;
 }
 
 /* _saliency(model, x, target, abs, times_input, batch_size) */
@@ -72,11 +70,11 @@ static int l_saliency(lua_State *L)
     lua_settop(L, 6);
     int times = lua_toboolean(L, 5);
     const char *fname = times ? "input_x_gradient" : "saliency";
-    check_model(L, 1, fname);
+    kdxL_model lm;
+    kdx_model m;
+    kdxL_checkmodel(L, 1, fname, &lm, &m);
     kdx_tensor *x = kdxL_checktensor(L, 2, fname);
-    kdx_tensor *target = check_target(L, 3, fname);
-    lua_model lm = {L, 1};
-    kdx_model m = {call_lua_model, &lm};
+    kdx_tensor *target = kdxL_checktarget(L, 3, fname);
     kdx_tensor **box = kdxL_newbox(L);
     kdxL_checkas(L, kdx_attr_saliency(&m, x, target, lua_toboolean(L, 4), times, kdxL_checkint(L, 6, fname, "batch_size"),
                                       box),
@@ -89,10 +87,12 @@ static int l_integrated_gradients(lua_State *L)
 {
     lua_settop(L, 7);
     const char *fname = "integrated_gradients";
-    check_model(L, 1, fname);
+    kdxL_model lm;
+    kdx_model m;
+    kdxL_checkmodel(L, 1, fname, &lm, &m);
     kdx_tensor *x = kdxL_checktensor(L, 2, fname);
     kdx_tensor *base = lua_isnil(L, 3) ? NULL : kdxL_astensor(L, 3, fname, kdx_tensor_dtype(x));
-    kdx_tensor *target = check_target(L, 4, fname);
+    kdx_tensor *target = kdxL_checktarget(L, 4, fname);
     int steps = (int)kdxL_checkint(L, 5, fname, "steps");
     const char *method = luaL_checkstring(L, 6);
     static const struct { const char *name; kdx_ig_method m; } methods[] = {
@@ -105,8 +105,6 @@ static int l_integrated_gradients(lua_State *L)
     if (found < 0)
         return luaL_error(L, "kdx.explain.integrated_gradients: method must be gausslegendre, riemann_left, "
                              "riemann_right, riemann_middle or riemann_trapezoid, got \"%s\"", method);
-    lua_model lm = {L, 1};
-    kdx_model m = {call_lua_model, &lm};
     kdx_tensor **attr = kdxL_newbox(L), **delta = kdxL_newbox(L);
     kdxL_checkas(L,
                  kdx_attr_integrated_gradients(&m, x, base, target, steps, methods[found].m,

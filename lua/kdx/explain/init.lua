@@ -9,24 +9,10 @@
 local kdx = require "kdx"
 local core = require "kdx.core"
 
+local common = require "kdx.explain.common"
+local prepare = common.prepare
+
 local M = {}
-
--- The caller's line for argument errors (outside this file).
-local function fail(fname, msg) error(("kdx.explain.%s: %s"):format(fname, msg), 3) end
-
--- A target function folds into the model: the model then returns [N].
-local function prepare(fname, model, x, opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then fail(fname, "options must be a table") end
-  if not kdx.is_tensor(x) then fail(fname, "x must be a tensor batch [N, ...]") end
-  local target = opts.target
-  if type(target) == "function" then
-    local f, inner = target, model
-    model = function(b) return f(inner(b)) end
-    target = nil
-  end
-  return model, target, opts
-end
 
 --- Saliency: the gradient of the target output w.r.t. the input, its
 -- absolute value by default (opts.abs = true), as Captum's Saliency.
@@ -53,6 +39,15 @@ function M.integrated_gradients(model, x, opts)
   if type(base) == "number" then base = kdx.full(x:shape(), base, x:dtype()) end
   return core._integrated_gradients(m, x, base, target, o.steps or 50, o.method or "gausslegendre",
     o.batch_size or 128)
+end
+
+-- The method families live in their own files; their public functions are
+-- merged into kdx.explain (a name defined twice is an error, not a shadow).
+for _, part in ipairs{} do
+  for name, fn in pairs(require("kdx.explain." .. part)) do
+    assert(M[name] == nil, "kdx.explain: " .. name .. " is defined twice")
+    M[name] = fn
+  end
 end
 
 return M
