@@ -16,7 +16,7 @@ static int l_deeplift(lua_State *L)
     kdx_tensor *target = kdxL_checktarget(L, 4, fname);
     int64_t bs = kdxL_checkint(L, 5, fname, "batch_size");
     kdx_tensor **attr = kdxL_newbox(L), **delta = kdxL_newbox(L);
-    kdxL_checkas(L, kdx_attr_deeplift(&m, x, base, target, bs, attr, delta), fname);
+    kdxL_checkas(L, kdx_attr_deeplift(&m, x, base, target, bs, attr, delta), "explain.deeplift");
     return 2;
 }
 
@@ -31,8 +31,9 @@ static int relu_rule(lua_State *L, const char *fname,
     kdx_tensor *x = kdxL_checktensor(L, 2, fname);
     kdx_tensor *target = kdxL_checktarget(L, 3, fname);
     int64_t bs = kdxL_checkint(L, 4, fname, "batch_size");
+    const char *as = lua_pushfstring(L, "explain.%s", fname); /* messages read kdx.explain.<method> */
     kdx_tensor **box = kdxL_newbox(L);
-    kdxL_checkas(L, fn(&m, x, target, bs, box), fname);
+    kdxL_checkas(L, fn(&m, x, target, bs, box), as);
     return 1;
 }
 
