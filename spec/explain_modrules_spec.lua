@@ -107,6 +107,31 @@ describe("kdx.explain", function()
       assert.is_true((gxi - attr):abs():max():item() > 1e-3)
     end)
 
+    it("is exact for products, quotients, powers and maxima of input-dependent tensors", function()
+      kdx.manual_seed(5)
+      local x, base = kdx.randn({5, 3}, "float64"), kdx.randn({3}, "float64")
+      local f = function(b)
+        local p = b:exp() / (b * b + 1)                    -- a quotient of two input-dependent tensors
+        local q = kdx.maximum(b:sin(), b:cos()) * b:tanh()  -- a maximum, then a product
+        return (p + q + b:abs() ^ 1.5 + kdx.maximum(b, 0.2)):sum(2)
+      end
+      local attr, delta = kdx.explain.deeplift(f, x, {baseline = base})
+      local change = kdx.no_grad(function() return f(x) - f(base:expand{5, 3}) end)
+      close(attr:sum(2), change, 1e-10)
+      close(delta, kdx.zeros({5}, "float64"), 1e-10)
+      -- the gradient times the change does not add up on this model
+      local gxi = plain_gradient(function(b) return f(b):reshape{-1, 1} end, x, kdx.tensor({1, 1, 1, 1, 1}, "int64"))
+      assert.is_true((gxi * (x - base)):sum(2):sub(change):abs():max():item() > 1e-3)
+    end)
+
+    it("takes one class for all samples", function()
+      local x, _, base = case("relu_mlp")
+      local model = models.relu_mlp()
+      local a = kdx.explain.deeplift(model, x, {target = 2, baseline = base})
+      local b = kdx.explain.deeplift(model, x, {target = {2, 2, 2, 2}, baseline = base})
+      close(a, b, 1e-14)
+    end)
+
     it("is w * (x - baseline) on a linear model", function()
       kdx.manual_seed(3)
       local x = kdx.randn({6, 4}, "float64")
