@@ -388,7 +388,10 @@ static kdx_status max_pool2d_backward(kdx_node *n, kdx_tensor *g, const bool *wa
         kdx_tensor *u;
         if (!n->saved[1]) return kdx_fail(KDX_ESTATE, "deeplift: max_pool2d was recorded outside the DeepLift pass");
         KDX_TRY(kdx__saved(n, 1, &u));
-        KDX_KEEP(&S, g, kdx__rescale_maxpool(u, idx, g, &kdx_o_));
+        kdx_tensor *scaled = NULL;
+        KDX_KEEP(&S, scaled, kdx__rescale_maxpool(u, idx, g, &kdx_o_));
+        if (!scaled) return kdx__scope_free(&S);
+        g = scaled;
     }
     kdx_tensor *r, *z = E_zeros(&S, g->dtype, 2, zs);
     if (kdx_grad_enabled()) {

@@ -198,6 +198,14 @@ describe("kdx.explain", function()
         kdx.explain.deeplift(function(b) return kdx.relu(b:sum(1, true)):expand{b:shape()[1], 4}:sum(2) end, x)
       end, "kdx.explain.deeplift: relu takes [1,4], not the batch of 6 rows [x; baseline]: DeepLift needs every "
         .. "nonlinear op's input to keep the batch as its first dim")
+      local planes = kdx.randn({3, 16}, "float64")
+      assert.has_error(function()
+        kdx.explain.deeplift(function(b)
+          local n = b:shape()[1]
+          return (kdx.max_pool2d(b:reshape{1, n, 4, 4}, 2)):reshape{n, 4}:sum(2)
+        end, planes)
+      end, "kdx.explain.deeplift: max_pool2d takes [1,6,4,4], not the batch of 6 rows [x; baseline]: DeepLift needs "
+        .. "every nonlinear op's input to keep the batch as its first dim")
     end)
   end)
 
