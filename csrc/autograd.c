@@ -35,6 +35,23 @@ bool kdx__grad_pause(void)
 
 void kdx__grad_restore(bool was) { grad_off = !was; }
 
+/* ---- backward rules of the attribution methods (per thread, like grad mode) ---- */
+
+static _Thread_local kdx__rule rule;
+
+kdx__rule kdx__rule_set(kdx__rule r)
+{
+    kdx__rule was = rule;
+    rule = r;
+    return was;
+}
+
+kdx__rule_kind kdx__backward_rule(void) { return rule.backward && grad_off ? rule.kind : KDX__RULE_NONE; }
+
+bool kdx__rule_saving(void) { return rule.kind == KDX__RULE_RESCALE && !rule.backward; }
+
+int64_t kdx__rule_rows(void) { return rule.rows; }
+
 /* ---- tensor-level flags ---- */
 
 int kdx_tensor_requires_grad(const kdx_tensor *t) { return t->requires_grad; }

@@ -571,6 +571,19 @@ kdx_status kdx_attr_integrated_gradients(const kdx_model *m, const kdx_tensor *x
                                          const kdx_tensor *target, int steps, kdx_ig_method method,
                                          int64_t batch_size, kdx_tensor **out, kdx_tensor **delta);
 
+/* DeepLift, rescale rule applied per operation: the model runs on [x; baseline] rows and every
+   elementwise nonlinear op passes back (f(u) - f(u0)) / (u - u0) instead of f'(u); attr =
+   (x - baseline) * multipliers. baseline NULL: zeros; broadcast to x. batch_size >= 2 rows per call
+   (half x, half baseline). delta (may be NULL): sum(attr) - (f(x) - f(baseline)) per sample [N]. */
+kdx_status kdx_attr_deeplift(const kdx_model *m, const kdx_tensor *x, const kdx_tensor *baseline,
+                             const kdx_tensor *target, int64_t batch_size, kdx_tensor **out, kdx_tensor **delta);
+/* Guided backprop: the input gradient with every ReLU passing only positive gradients where its input is positive. */
+kdx_status kdx_attr_guided_backprop(const kdx_model *m, const kdx_tensor *x, const kdx_tensor *target,
+                                    int64_t batch_size, kdx_tensor **out);
+/* Deconvolution (deconvnet): the input gradient with every ReLU's backward replaced by relu(gradient). */
+kdx_status kdx_attr_deconvolution(const kdx_model *m, const kdx_tensor *x, const kdx_tensor *target,
+                                  int64_t batch_size, kdx_tensor **out);
+
 /* ---- autograd ------------------------------------------------------------------ */
 
 /* Whether ops on this thread record the graph (on by default). */

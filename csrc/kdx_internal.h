@@ -155,6 +155,46 @@ typedef kdx_status (*kdx__row_fill)(void *ud, int64_t r, char *dst, int64_t *sam
 kdx_status kdx__attr_eval_rows(const char *fname, const kdx_model *m, const kdx_tensor *x, const kdx_tensor *target,
                                int64_t R, kdx__row_fill fill, void *ud, int64_t batch_size, double *out);
 
+/* ---- backward rules of the attribution methods (autograd.c, attr_modrules.c) ----
+ * Guided backprop, deconvolution and DeepLift change how nonlinear ops pass
+ * gradients back. Their C functions set a thread-local rule around their own
+ * passes only and restore it on every path; ordinary training, other threads
+ * and create_graph passes (recording on) never see a rule. */
+typedef enum kdx__rule_kind {
+    KDX__RULE_NONE,
+    KDX__RULE_GUIDED,  /* ReLU: g where input > 0 and g > 0 */
+    KDX__RULE_DECONV,  /* ReLU: relu(g), whatever the input */
+    KDX__RULE_RESCALE  /* DeepLift on a [x; baseline] batch of `rows` rows */
+} kdx__rule_kind;
+typedef struct kdx__rule {
+    kdx__rule_kind kind;
+    bool backward;     /* false while the model runs forward, true in the backward pass */
+    int64_t rows;      /* rescale: 2n, the x half first */
+} kdx__rule;
+/* Sets this thread's rule; returns the old one (to restore). */
+kdx__rule kdx__rule_set(kdx__rule r);
+/* The rule a backward function applies now: NONE unless an attribution
+   backward pass is running without recording. */
+kdx__rule_kind kdx__backward_rule(void);
+/* True while a DeepLift forward pass records (ops that need extra saved
+   tensors for the rule, as max_pool2d, save them only then). */
+bool kdx__rule_saving(void);
+/* DeepLift's rows (2n) of the running rule. */
+int64_t kdx__rule_rows(void);
+/* Rescale for y = f(u) elementwise: the gradient g * [m; m] with
+   m = (f(u_x) - f(u_b)) / (u_x - u_b), or ord (the ordinary gradient) where
+   |u_x - u_b| < 1e-7. op names the op in messages. */
+kdx_status kdx__rescale_unary(const char *op, const kdx_tensor *u, const kdx_tensor *y, const kdx_tensor *g,
+                              const kdx_tensor *ord, kdx_tensor **out);
+/* Rescale for z = a op b (two-player Shapley split of the change of z between
+   the halves, exact); ord[i] the ordinary gradients, gin[i] filled where want[i]. */
+kdx_status kdx__rescale_binary(const char *opname, kdx_binop op, const kdx_tensor *a, const kdx_tensor *b,
+                               const kdx_tensor *g, const bool *want, kdx_tensor *const *ord, kdx_tensor **gin);
+/* max_pool2d's rule: the gradient g [2n, C, OH, OW] scaled, in the x half, so that each output's change
+   goes to its argmax at x: m = (y_x - y_b) / (u_x[j] - u_b[j]), 1 where that is below 1e-7. u the
+   input, idx the saved argmax [2n, C, OH, OW] (into H*W planes). */
+kdx_status kdx__rescale_maxpool(const kdx_tensor *u, const kdx_tensor *idx, const kdx_tensor *g, kdx_tensor **out);
+
 /* ---- expressions for backward formulas (expr.c) ----
  * A scope owns the temporaries of a formula: each E_* call runs one public
  * (recording) op, keeps its result in the scope and returns it, or returns

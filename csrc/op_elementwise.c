@@ -251,6 +251,16 @@ static kdx_status unary_backward(kdx_node *n, kdx_tensor *g, const bool *want, k
         else KDX_TRY(kdx__saved(n, 1, &y));
     }
     kdx_tensor *r = unary_grad(&S, op, x, y, g, n->p[0], n->p[1]);
+    kdx__rule_kind rule = kdx__backward_rule();
+    if (rule == KDX__RULE_NONE || !r) return kdx__scope_end(&S, r, &gin[0]);
+    if (rule == KDX__RULE_GUIDED && op == KDX_UN_RELU) { /* and only positive gradients pass */
+        r = E_bin(&S, KDX_BIN_MUL, r, E_mask(&S, KDX_BIN_GT, g, 0));
+    } else if (rule == KDX__RULE_DECONV && op == KDX_UN_RELU) { /* relu(g), the input's sign ignored */
+        r = E_bin(&S, KDX_BIN_MUL, g, E_mask(&S, KDX_BIN_GT, g, 0));
+    } else if (rule == KDX__RULE_RESCALE) {
+        if (!y) KDX_KEEP(&S, y, kdx_unary(op, x, n->p[0], n->p[1], &kdx_o_));
+        if (S.s == KDX_OK) KDX_KEEP(&S, r, kdx__rescale_unary(unop_names[op], x, y, g, r, &kdx_o_));
+    }
     return kdx__scope_end(&S, r, &gin[0]);
 }
 
@@ -469,6 +479,15 @@ static kdx_status binary_backward(kdx_node *n, kdx_tensor *g, const bool *want, 
         break;
     }
     default: break;
+    }
+    kdx_binop op = (kdx_binop)n->ip[0];
+    /* DeepLift: the ops that are not linear in what depends on the input */
+    if (S.s == KDX_OK && kdx__backward_rule() == KDX__RULE_RESCALE &&
+        ((op == KDX_BIN_MUL && want[0] && want[1]) || (op == KDX_BIN_DIV && want[1]) || op == KDX_BIN_POW ||
+         op == KDX_BIN_MAXIMUM || op == KDX_BIN_MINIMUM)) {
+        kdx_tensor *ord[2] = {ga, gb};
+        S.s = kdx__rescale_binary(binop_names[op], op, a, b, g, want, ord, gin);
+        return kdx__scope_free(&S);
     }
     if (S.s == KDX_OK && want[0] && ga) gin[0] = kdx_tensor_retain(ga);
     if (S.s == KDX_OK && want[1] && gb) gin[1] = kdx_tensor_retain(gb);

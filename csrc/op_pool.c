@@ -384,6 +384,15 @@ static kdx_status max_pool2d_backward(kdx_node *n, kdx_tensor *g, const bool *wa
     int64_t HW = in_plane(n, 0) * in_plane(n, 1), OHW = g->shape[g->ndim - 2] * g->shape[g->ndim - 1];
     int64_t P = kdx__numel(e->ndim - 2, e->shape), zs[2] = {P, HW}, gs[2] = {P, OHW};
     kdx_scope S = KDX_SCOPE;
+    if (kdx__backward_rule() == KDX__RULE_RESCALE) { /* DeepLift: rescale g before routing it */
+        kdx_tensor *u;
+        if (!n->saved[1]) return kdx_fail(KDX_ESTATE, "deeplift: max_pool2d was recorded outside the DeepLift pass");
+        KDX_TRY(kdx__saved(n, 1, &u));
+        kdx_tensor *scaled = NULL;
+        KDX_KEEP(&S, scaled, kdx__rescale_maxpool(u, idx, g, &kdx_o_));
+        if (!scaled) return kdx__scope_free(&S);
+        g = scaled;
+    }
     kdx_tensor *r, *z = E_zeros(&S, g->dtype, 2, zs);
     if (kdx_grad_enabled()) {
         KDX_KEEP(&S, r, kdx_scatter_add(z, 1, E_reshape(&S, idx, 2, gs), E_reshape(&S, g, 2, gs), &kdx_o_));
@@ -414,6 +423,7 @@ kdx_status kdx_max_pool2d(const kdx_tensor *x, const kdx_pool_opts *o, kdx_tenso
         kdx_node *n;
         s = kdx__record("max_pool2d", max_pool2d_backward, 1, &x, out, &n);
         if (s == KDX_OK) kdx__save(n, 0, ix);
+        if (s == KDX_OK && kdx__rule_saving()) kdx__save(n, 1, x); /* DeepLift's rule reads the input */
     } else if (s == KDX_OK && ix) {
         mine = kdx_tensor_retain(ix);
     }
