@@ -144,6 +144,8 @@ describe("kdx.explain (noise and layer methods)", function()
       close(delta, kdx.zeros{5}:double(), 1e-12)
       local c = kdx.explain.gradient_shap(f, x, {baselines = 0.5, samples = 3})
       close(c, (x - 0.5) * w, 1e-12)
+      c = kdx.explain.gradient_shap(f, x, {baselines = base:reshape{4}, samples = 2}) -- one sample-shaped baseline
+      close(c, (x - base) * w, 1e-12)
     end)
 
     it("averages to integrated gradients over many alphas (quadratic model, 5 standard errors)", function()
@@ -200,11 +202,13 @@ describe("kdx.explain (noise and layer methods)", function()
       close(kdx.explain.layer_gradient_x_activation(net, xs, {layer = "2", target = target}), T(g.gxa), 1e-10)
     end)
 
-    it("agree with layer integrated gradients and its completeness gap", function()
-      local a, d = kdx.explain.layer_integrated_gradients(net, xs, {layer = "3", target = target,
-        steps = g.lig.steps, baseline = g.lig.baseline, batch_size = 5})
-      close(a, T(g.lig.attr), 1e-10)
-      close(d, T(g.lig.delta), 1e-10)
+    it("agree with layer integrated gradients and its completeness gap in any batch size", function()
+      for _, bs in ipairs{1, 5, 1000} do
+        local a, d = kdx.explain.layer_integrated_gradients(net, xs, {layer = "3", target = target,
+          steps = g.lig.steps, baseline = g.lig.baseline, batch_size = bs})
+        close(a, T(g.lig.attr), 1e-10)
+        close(d, T(g.lig.delta), 1e-10)
+      end
     end)
 
     it("agree with layer conductance in any batch size", function()

@@ -111,6 +111,10 @@ function M.gradient_shap(model, x, opts)
     base = kdx.full(shape, base, x:dtype())
   elseif not kdx.is_tensor(base) then
     fail(fname, "baselines must be a tensor [B, ...] or a number, got %s", args.what(base))
+  elseif base:dim() == x:dim() - 1 then
+    local shape = base:shape()
+    table.insert(shape, 1, 1)
+    base = base:reshape(shape) -- one baseline of the sample's shape
   end
   local samples = int(fname, o, "samples", 5, 1)
   local stdev = num(fname, o, "stdev", 0)
