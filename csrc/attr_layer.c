@@ -311,6 +311,32 @@ static kdx_status path_args(const char *fname, const kdx_layer_model *lm, const 
     return KDX_OK;
 }
 
+/* Adds the weighted layer gradients of path rows lo..lo+n-1 into acc: row r
+   runs sample r / steps with the layer's output replaced by
+   ab + alpha_k diff, k = r % steps. */
+static kdx_status lig_chunk(const kdx_layer_model *lm, const kdx_tensor *x, const kdx_tensor *ab,
+                            const kdx_tensor *diff, const kdx_tensor *target, int steps, const double *alphas,
+                            const double *weights, int64_t lo, int64_t n, kdx_tensor *acc)
+{
+    const char *fname = "layer_integrated_gradients";
+    kdx_tensor *ids = NULL, *al = NULL, *wid = NULL, *wt = NULL, *xr = NULL, *b = NULL, *dd = NULL, *step = NULL;
+    kdx_tensor *pts = NULL, *tg = NULL, *a = NULL, *g = NULL, *gw = NULL;
+    kdx_status s = path_rows(fname, lo, n, steps, alphas, ab->dtype, ab->ndim, &ids, &al);
+    if (s == KDX_OK) s = path_rows(fname, lo, n, steps, weights, ab->dtype, ab->ndim, &wid, &wt);
+    if (s == KDX_OK) s = kdx_index_select(x, 0, ids, &xr);
+    if (s == KDX_OK) s = kdx_index_select(ab, 0, ids, &b);
+    if (s == KDX_OK) s = kdx_index_select(diff, 0, ids, &dd);
+    if (s == KDX_OK) s = kdx_binary(KDX_BIN_MUL, dd, al, &step);
+    if (s == KDX_OK) s = kdx_binary(KDX_BIN_ADD, b, step, &pts);
+    if (s == KDX_OK) s = kdx__attr_row_targets(fname, target, x->shape[0], ids, &tg);
+    if (s == KDX_OK) s = layer_grad(fname, lm, xr, pts, tg, 0, &a, &g);
+    if (s == KDX_OK) s = kdx_binary(KDX_BIN_MUL, g, wt, &gw);
+    if (s == KDX_OK) s = kdx_index_add_(acc, 0, ids, gw, 1);
+    KDX_RELEASE(ids, al, wid, wt, xr, b, dd, step);
+    KDX_RELEASE(pts, tg, a, g, gw);
+    return s;
+}
+
 kdx_status kdx_attr_layer_integrated_gradients(const kdx_layer_model *lm, const kdx_tensor *x,
                                                const kdx_tensor *baseline, const kdx_tensor *target, int steps,
                                                kdx_ig_method method, int64_t batch_size, kdx_tensor **out,
@@ -335,28 +361,8 @@ kdx_status kdx_attr_layer_integrated_gradients(const kdx_layer_model *lm, const 
     /* Row r of the path is sample r / steps at step r % steps: the model
        runs on that sample, its layer output replaced by the path point. */
     int64_t total = N * steps;
-    for (int64_t lo = 0; lo < total && s == KDX_OK; lo += batch_size) {
-        int64_t n = kdx__min64(batch_size, total - lo);
-        kdx_tensor *ids = NULL, *al = NULL, *wt = NULL, *xr = NULL, *b = NULL, *dd = NULL, *step = NULL, *pts = NULL;
-        kdx_tensor *tg = NULL, *a = NULL, *g = NULL, *gw = NULL;
-        s = path_rows(fname, lo, n, steps, alphas, ax->dtype, ax->ndim, &ids, &al);
-        if (s == KDX_OK) {
-            kdx_tensor *tmp = NULL;
-            s = path_rows(fname, lo, n, steps, weights, ax->dtype, ax->ndim, &tmp, &wt);
-            kdx_tensor_release(tmp);
-        }
-        if (s == KDX_OK) s = kdx_index_select(x, 0, ids, &xr);
-        if (s == KDX_OK) s = kdx_index_select(ab, 0, ids, &b);
-        if (s == KDX_OK) s = kdx_index_select(diff, 0, ids, &dd);
-        if (s == KDX_OK) s = kdx_binary(KDX_BIN_MUL, dd, al, &step);
-        if (s == KDX_OK) s = kdx_binary(KDX_BIN_ADD, b, step, &pts);
-        if (s == KDX_OK) s = kdx__attr_row_targets(fname, target, N, ids, &tg);
-        if (s == KDX_OK) s = layer_grad(fname, lm, xr, pts, tg, 0, &a, &g);
-        if (s == KDX_OK) s = kdx_binary(KDX_BIN_MUL, g, wt, &gw);
-        if (s == KDX_OK) s = kdx_index_add_(acc, 0, ids, gw, 1);
-        KDX_RELEASE(ids, al, wt, xr, b, dd, step, pts);
-        KDX_RELEASE(tg, a, g, gw);
-    }
+    for (int64_t lo = 0; lo < total && s == KDX_OK; lo += batch_size)
+        s = lig_chunk(lm, x, ab, diff, target, steps, alphas, weights, lo, kdx__min64(batch_size, total - lo), acc);
     if (s == KDX_OK) s = kdx_binary(KDX_BIN_MUL, diff, acc, &attr);
     if (s == KDX_OK && delta) s = completeness_gap(attr, fx, fb, &dl);
     kdx__grad_restore(was);

@@ -242,6 +242,39 @@ static kdx_status shap_delta(const char *fname, const kdx_model *m, const kdx_te
     return s;
 }
 
+/* Adds the draws lo..lo+n-1 into acc: grad f(b + alpha (x~ - b)) * (x~ - b) / samples
+   for each row's sample, baseline row pick[r] and alpha al[r]. */
+static kdx_status shap_chunk(const kdx_model *m, const kdx_tensor *x, const kdx_tensor *base, const kdx_tensor *pick,
+                             const double *al, const kdx_tensor *target, int samples, double stdev,
+                             kdx_generator *gen, int64_t lo, int64_t n, kdx_tensor *acc)
+{
+    const char *fname = "gradient_shap";
+    kdx_tensor *ids = NULL, *bid = NULL, *xb = NULL, *z = NULL, *xn = NULL, *b = NULL, *diff = NULL;
+    kdx_tensor *ac = NULL, *step = NULL, *pts = NULL, *tg = NULL, *g = NULL, *a = NULL;
+    kdx_status s = chunk_ids(lo, n, samples, &ids);
+    if (s == KDX_OK) s = kdx_narrow(pick, 0, lo, n, &bid);
+    if (s == KDX_OK) s = kdx_index_select(x, 0, ids, &xb);
+    if (s == KDX_OK && stdev > 0) {
+        s = kdx_empty(x->dtype, x->ndim, xb->shape, &z);
+        if (s == KDX_OK) s = kdx_normal_(z, gen, 0, stdev);
+        if (s == KDX_OK) s = kdx_binary(KDX_BIN_ADD, xb, z, &xn);
+    } else if (s == KDX_OK) {
+        xn = kdx_tensor_retain(xb);
+    }
+    if (s == KDX_OK) s = kdx_index_select(base, 0, bid, &b);
+    if (s == KDX_OK) s = kdx_binary(KDX_BIN_SUB, xn, b, &diff);
+    if (s == KDX_OK) s = row_column(fname, x->dtype, x->ndim, n, al + lo, &ac);
+    if (s == KDX_OK) s = kdx_binary(KDX_BIN_MUL, diff, ac, &step);
+    if (s == KDX_OK) s = kdx_binary(KDX_BIN_ADD, b, step, &pts);
+    if (s == KDX_OK) s = kdx__attr_row_targets(fname, target, x->shape[0], ids, &tg);
+    if (s == KDX_OK) s = kdx__attr_grad(fname, m, pts, tg, 0, &g, NULL);
+    if (s == KDX_OK) s = kdx_binary(KDX_BIN_MUL, g, diff, &a);
+    if (s == KDX_OK) s = kdx_index_add_(acc, 0, ids, a, 1.0 / samples);
+    KDX_RELEASE(ids, bid, xb, z, xn, b, diff);
+    KDX_RELEASE(ac, step, pts, tg, g, a);
+    return s;
+}
+
 kdx_status kdx_attr_gradient_shap(const kdx_model *m, const kdx_tensor *x, const kdx_tensor *baselines,
                                   const kdx_tensor *target, int samples, double stdev, uint64_t seed,
                                   int64_t batch_size, kdx_tensor **out, kdx_tensor **delta)
@@ -271,32 +304,8 @@ kdx_status kdx_attr_gradient_shap(const kdx_model *m, const kdx_tensor *x, const
     if (s == KDX_OK) s = kdx_rand(gen, KDX_DTYPE_F64, 1, &total, &alpha);
     if (s == KDX_OK) s = kdx_zeros(x->dtype, x->ndim, x->shape, &acc);
     const double *al = s == KDX_OK ? (const double *)kdx__base(alpha) : NULL;
-    for (int64_t lo = 0; lo < total && s == KDX_OK; lo += batch_size) {
-        int64_t n = kdx__min64(batch_size, total - lo);
-        kdx_tensor *ids = NULL, *bid = NULL, *xb = NULL, *z = NULL, *xn = NULL, *b = NULL, *diff = NULL;
-        kdx_tensor *ac = NULL, *step = NULL, *pts = NULL, *tg = NULL, *g = NULL, *a = NULL;
-        s = chunk_ids(lo, n, samples, &ids);
-        if (s == KDX_OK) s = kdx_narrow(pick, 0, lo, n, &bid);
-        if (s == KDX_OK) s = kdx_index_select(x, 0, ids, &xb);
-        if (s == KDX_OK && stdev > 0) {
-            s = kdx_empty(x->dtype, x->ndim, xb->shape, &z);
-            if (s == KDX_OK) s = kdx_normal_(z, gen, 0, stdev);
-            if (s == KDX_OK) s = kdx_binary(KDX_BIN_ADD, xb, z, &xn);
-        } else if (s == KDX_OK) {
-            xn = kdx_tensor_retain(xb);
-        }
-        if (s == KDX_OK) s = kdx_index_select(base, 0, bid, &b);
-        if (s == KDX_OK) s = kdx_binary(KDX_BIN_SUB, xn, b, &diff);
-        if (s == KDX_OK) s = row_column(fname, x->dtype, x->ndim, n, al + lo, &ac);
-        if (s == KDX_OK) s = kdx_binary(KDX_BIN_MUL, diff, ac, &step);
-        if (s == KDX_OK) s = kdx_binary(KDX_BIN_ADD, b, step, &pts);
-        if (s == KDX_OK) s = kdx__attr_row_targets(fname, target, N, ids, &tg);
-        if (s == KDX_OK) s = kdx__attr_grad(fname, m, pts, tg, 0, &g, NULL);
-        if (s == KDX_OK) s = kdx_binary(KDX_BIN_MUL, g, diff, &a);
-        if (s == KDX_OK) s = kdx_index_add_(acc, 0, ids, a, 1.0 / samples);
-        KDX_RELEASE(ids, bid, xb, z, xn, b, diff);
-        KDX_RELEASE(ac, step, pts, tg, g, a);
-    }
+    for (int64_t lo = 0; lo < total && s == KDX_OK; lo += batch_size)
+        s = shap_chunk(m, x, base, pick, al, target, samples, stdev, gen, lo, kdx__min64(batch_size, total - lo), acc);
     if (s == KDX_OK) attr = kdx_tensor_retain(acc);
     if (s == KDX_OK && delta) s = shap_delta(fname, m, x, base, target, attr, batch_size, &dl);
     kdx__grad_restore(was);
