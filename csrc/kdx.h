@@ -583,6 +583,63 @@ kdx_status kdx_attr_guided_backprop(const kdx_model *m, const kdx_tensor *x, con
 /* Deconvolution (deconvnet): the input gradient with every ReLU's backward replaced by relu(gradient). */
 kdx_status kdx_attr_deconvolution(const kdx_model *m, const kdx_tensor *x, const kdx_tensor *target,
                                   int64_t batch_size, kdx_tensor **out);
+/* An attribution method as a callback for the noise tunnel: *attr = its
+   attributions (x's shape and dtype, a new reference) for a batch x [B, ...]
+   whose row r is a copy of sample ids[r] (int64 [B], 0-based), so the
+   callback can pick each row's target. A failure returns kdx_fail's status. */
+typedef kdx_status (*kdx_attr_fn)(void *ud, const kdx_tensor *x, const kdx_tensor *ids, kdx_tensor **attr);
+typedef struct kdx_attr_method {
+    kdx_attr_fn attribute;
+    void *ud;
+} kdx_attr_method;
+typedef enum kdx_nt_type { KDX_NT_SMOOTHGRAD, KDX_NT_SMOOTHGRAD_SQ, KDX_NT_VARGRAD } kdx_nt_type;
+/* Noise tunnel: the method at `samples` noisy copies x_i + N(0, s_i^2) of each sample, with
+   s_i = stdev * (max - min of x_i), or stdev itself when absolute; returns the mean of the
+   attributions (smoothgrad), of their squares (smoothgrad_sq) or their variance (vargrad).
+   Noise is drawn from a generator seeded with seed, copy k of sample i being row i*samples+k;
+   at most batch_size rows per call of the method. */
+kdx_status kdx_attr_noise_tunnel(const kdx_attr_method *am, const kdx_tensor *x, kdx_nt_type type, int samples,
+                                 double stdev, int absolute, uint64_t seed, int64_t batch_size, kdx_tensor **out);
+/* GradientShap (expected gradients, as Captum): for each of `samples` draws per sample, a row of
+   baselines [B, ...] and alpha ~ U(0,1), x~ = x + N(0, stdev^2); attr = mean of
+   grad f(b + alpha (x~ - b)) * (x~ - b). delta (may be NULL): sum(attr) - (f(x) - mean_b f(b)) [N]. */
+kdx_status kdx_attr_gradient_shap(const kdx_model *m, const kdx_tensor *x, const kdx_tensor *baselines,
+                                  const kdx_tensor *target, int samples, double stdev, uint64_t seed,
+                                  int64_t batch_size, kdx_tensor **out, kdx_tensor **delta);
+
+/* A model with a named layer, for the layer attributions: runs the model on x [B, ...] (x may
+   require grad; recording is on) and returns its outputs *y ([B] or [B, classes]) and the
+   layer's output *act [B, ...], both new references in the graph. When replace is not NULL the
+   layer's output is replaced by replace (the layer's shape for this batch) before the rest of
+   the model runs. A failure returns a status with kdx_fail's message. */
+typedef kdx_status (*kdx_layer_forward_fn)(void *ud, const kdx_tensor *x, const kdx_tensor *replace, kdx_tensor **y,
+                                           kdx_tensor **act);
+typedef struct kdx_layer_model {
+    kdx_layer_forward_fn forward;
+    void *ud;
+} kdx_layer_model;
+typedef enum kdx_cam_kind { KDX_CAM_GRADCAM, KDX_CAM_GRADCAM_PP } kdx_cam_kind;
+/* Grad-CAM (weights = spatial mean of d f / d A) or Grad-CAM++ (as pytorch-grad-cam) of the
+   layer's output A [N, K, ...]: sum_k w_k A_k as [N, 1, ...], ReLU'd when relu, and resized
+   bilinearly to out_h x out_w when both are > 0 (4-D layers). */
+kdx_status kdx_attr_gradcam(const kdx_layer_model *lm, const kdx_tensor *x, const kdx_tensor *target,
+                            kdx_cam_kind kind, int relu, int64_t out_h, int64_t out_w, int64_t batch_size,
+                            kdx_tensor **out);
+/* The layer's output [N, ...], or with times_grad its product with d f / d (layer output). */
+kdx_status kdx_attr_layer_activation(const kdx_layer_model *lm, const kdx_tensor *x, const kdx_tensor *target,
+                                     int times_grad, int64_t batch_size, kdx_tensor **out);
+/* Integrated gradients on the layer's output: the path from the layer's output at baseline
+   (NULL: zeros) to that at x, applied by replacing the layer's output. delta (may be NULL):
+   sum(attr) - (f(x) - f(baseline)) [N]. */
+kdx_status kdx_attr_layer_integrated_gradients(const kdx_layer_model *lm, const kdx_tensor *x,
+                                               const kdx_tensor *baseline, const kdx_tensor *target, int steps,
+                                               kdx_ig_method method, int64_t batch_size, kdx_tensor **out,
+                                               kdx_tensor **delta);
+/* Layer conductance (Dhamdhere et al., as Captum): sum over steps + 1 points of the input path of
+   (A(alpha_{k+1}) - A(alpha_k)) * d f / d A (alpha_k). delta as layer integrated gradients. */
+kdx_status kdx_attr_layer_conductance(const kdx_layer_model *lm, const kdx_tensor *x, const kdx_tensor *baseline,
+                                      const kdx_tensor *target, int steps, kdx_ig_method method, int64_t batch_size,
+                                      kdx_tensor **out, kdx_tensor **delta);
 
 /* ---- autograd ------------------------------------------------------------------ */
 
