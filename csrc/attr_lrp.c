@@ -20,7 +20,6 @@
 #include <string.h>
 
 #define FN "lrp"
-#define STAB 1e-6 /* Zennit's stabiliser for every rule but epsilon */
 
 static const char *const rule_names[] = {"auto", "epsilon", "gamma", "zplus", "zbox", "flat",
                                          "wsquare", "norm", "gradient", "pass", "folded"};
@@ -293,13 +292,13 @@ static kdx_tensor *rule_epsilon(kdx_scope *S, const step *st, const kdx_tensor *
 
 /* z+ (alpha1-beta0 that also takes negative inputs): positive contributions
    x+ w+ and x- w- share R. */
-static kdx_tensor *rule_zplus(kdx_scope *S, const step *st, const kdx_tensor *a, const kdx_tensor *R)
+static kdx_tensor *rule_zplus(kdx_scope *S, const step *st, const kdx_tensor *a, const kdx_tensor *R, double e)
 {
     kdx_tensor *xp = CLAMP_MIN(S, a), *xn = CLAMP_MAX(S, a), *wp = CLAMP_MIN(S, st->w), *wn = CLAMP_MAX(S, st->w);
     kdx_tensor *bp = st->b ? CLAMP_MIN(S, st->b) : NULL, *z0, *z1, *v0, *v1;
     KEEP_FWD(S, z0, st, xp, wp, bp);
     KEEP_FWD(S, z1, st, xn, wn, NULL);
-    kdx_tensor *g = E_bin(S, KDX_BIN_DIV, R, E_stab(S, E_bin(S, KDX_BIN_ADD, z0, z1), STAB));
+    kdx_tensor *g = E_bin(S, KDX_BIN_DIV, R, E_stab(S, E_bin(S, KDX_BIN_ADD, z0, z1), e));
     KEEP_VJP(S, v0, st, xp, wp, g);
     KEEP_VJP(S, v1, st, xn, wn, g);
     return E_bin(S, KDX_BIN_ADD, E_bin(S, KDX_BIN_MUL, xp, v0), E_bin(S, KDX_BIN_MUL, xn, v1));
@@ -307,7 +306,8 @@ static kdx_tensor *rule_zplus(kdx_scope *S, const step *st, const kdx_tensor *a,
 
 /* gamma, generalised to both signs as Zennit: where z > 0 the positive
    contributions (weights w + gamma w+) share R, where z < 0 the negative ones. */
-static kdx_tensor *rule_gamma(kdx_scope *S, const step *st, const kdx_tensor *a, const kdx_tensor *R, double gamma)
+static kdx_tensor *rule_gamma(kdx_scope *S, const step *st, const kdx_tensor *a, const kdx_tensor *R, double gamma,
+                              double e)
 {
     const kdx_tensor *w = st->w, *b = st->b;
     kdx_tensor *xp = CLAMP_MIN(S, a), *xn = CLAMP_MAX(S, a);
@@ -323,8 +323,8 @@ static kdx_tensor *rule_gamma(kdx_scope *S, const step *st, const kdx_tensor *a,
     KEEP_FWD(S, z, st, a, w, b);
     kdx_tensor *rp = E_bin(S, KDX_BIN_MUL, R, E_mask(S, KDX_BIN_GT, z, 0));
     kdx_tensor *rn = E_bin(S, KDX_BIN_MUL, R, E_mask(S, KDX_BIN_LT, z, 0));
-    kdx_tensor *gp = E_bin(S, KDX_BIN_DIV, rp, E_stab(S, E_bin(S, KDX_BIN_ADD, z0, z1), STAB));
-    kdx_tensor *gn = E_bin(S, KDX_BIN_DIV, rn, E_stab(S, E_bin(S, KDX_BIN_ADD, z2, z3), STAB));
+    kdx_tensor *gp = E_bin(S, KDX_BIN_DIV, rp, E_stab(S, E_bin(S, KDX_BIN_ADD, z0, z1), e));
+    kdx_tensor *gn = E_bin(S, KDX_BIN_DIV, rn, E_stab(S, E_bin(S, KDX_BIN_ADD, z2, z3), e));
     KEEP_VJP(S, v0, st, xp, wpg, gp);
     KEEP_VJP(S, v1, st, xn, wng, gp);
     KEEP_VJP(S, v2, st, xp, wng, gn);
@@ -336,7 +336,7 @@ static kdx_tensor *rule_gamma(kdx_scope *S, const step *st, const kdx_tensor *a,
 
 /* z^B for inputs bounded by [lo, hi]: (x w - lo w+ - hi w-) shares R. */
 static kdx_tensor *rule_zbox(kdx_scope *S, const step *st, const kdx_tensor *a, const kdx_tensor *R,
-                             const kdx_tensor *low, const kdx_tensor *high)
+                             const kdx_tensor *low, const kdx_tensor *high, double e)
 {
     kdx_tensor *lo = E_expand(S, E_as(S, low, a->dtype), a->ndim, a->shape);
     kdx_tensor *hi = E_expand(S, E_as(S, high, a->dtype), a->ndim, a->shape);
@@ -347,7 +347,7 @@ static kdx_tensor *rule_zbox(kdx_scope *S, const step *st, const kdx_tensor *a, 
     KEEP_FWD(S, z1, st, lo, wp, bp);
     KEEP_FWD(S, z2, st, hi, wn, bn);
     kdx_tensor *d = E_bin(S, KDX_BIN_SUB, E_bin(S, KDX_BIN_SUB, z0, z1), z2);
-    kdx_tensor *g = E_bin(S, KDX_BIN_DIV, R, E_stab(S, d, STAB));
+    kdx_tensor *g = E_bin(S, KDX_BIN_DIV, R, E_stab(S, d, e));
     KEEP_VJP(S, v0, st, a, st->w, g);
     KEEP_VJP(S, v1, st, lo, wp, g);
     KEEP_VJP(S, v2, st, hi, wn, g);
@@ -357,14 +357,15 @@ static kdx_tensor *rule_zbox(kdx_scope *S, const step *st, const kdx_tensor *a, 
 
 /* flat (all weights 1) and w^2: R_j shared in proportion to w'_ij, whatever
    the input; no bias. */
-static kdx_tensor *rule_shape(kdx_scope *S, const step *st, const kdx_tensor *a, const kdx_tensor *R, bool square)
+static kdx_tensor *rule_shape(kdx_scope *S, const step *st, const kdx_tensor *a, const kdx_tensor *R, bool square,
+                              double e)
 {
     kdx_tensor *ones = NULL, *w = NULL, *z, *v;
     KDX_KEEP(S, ones, kdx_full(a->dtype, a->ndim, a->shape, 1.0, &kdx_o_));
     if (square) w = E_bin(S, KDX_BIN_MUL, st->w, st->w);
     else KDX_KEEP(S, w, kdx_full(st->w->dtype, st->w->ndim, st->w->shape, 1.0, &kdx_o_));
     KEEP_FWD(S, z, st, ones, w, NULL);
-    kdx_tensor *g = E_bin(S, KDX_BIN_DIV, R, E_stab(S, z, STAB));
+    kdx_tensor *g = E_bin(S, KDX_BIN_DIV, R, E_stab(S, z, e));
     KEEP_VJP(S, v, st, ones, w, g);
     return v;
 }
@@ -377,12 +378,12 @@ static kdx_status relevance(const step *st, const kdx_tensor *a, const kdx_tenso
     kdx_tensor *r = NULL;
     switch (st->rule) {
     case KDX_LRP_RULE_EPSILON: r = rule_epsilon(&S, st, a, R, o->epsilon); break;
-    case KDX_LRP_RULE_NORM: r = rule_epsilon(&S, st, a, R, STAB); break;
-    case KDX_LRP_RULE_ZPLUS: r = rule_zplus(&S, st, a, R); break;
-    case KDX_LRP_RULE_GAMMA: r = rule_gamma(&S, st, a, R, o->gamma); break;
-    case KDX_LRP_RULE_ZBOX: r = rule_zbox(&S, st, a, R, o->low, o->high); break;
-    case KDX_LRP_RULE_FLAT: r = rule_shape(&S, st, a, R, false); break;
-    case KDX_LRP_RULE_WSQUARE: r = rule_shape(&S, st, a, R, true); break;
+    case KDX_LRP_RULE_NORM: r = rule_epsilon(&S, st, a, R, o->stabilizer); break;
+    case KDX_LRP_RULE_ZPLUS: r = rule_zplus(&S, st, a, R, o->stabilizer); break;
+    case KDX_LRP_RULE_GAMMA: r = rule_gamma(&S, st, a, R, o->gamma, o->stabilizer); break;
+    case KDX_LRP_RULE_ZBOX: r = rule_zbox(&S, st, a, R, o->low, o->high, o->stabilizer); break;
+    case KDX_LRP_RULE_FLAT: r = rule_shape(&S, st, a, R, false, o->stabilizer); break;
+    case KDX_LRP_RULE_WSQUARE: r = rule_shape(&S, st, a, R, true, o->stabilizer); break;
     case KDX_LRP_RULE_GRADIENT: KDX_KEEP(&S, r, vjp(st, a, NULL, R, &kdx_o_)); break;
     default: /* pass: the relevance goes through unchanged (reshaped for Flatten) */
         r = E_reshape(&S, R, a->ndim, a->shape);
@@ -474,6 +475,8 @@ static kdx_status check_opts(const kdx_lrp_layer *layers, int n, const kdx_tenso
     if (o->batch_size < 1) return kdx_fail(KDX_EINVAL, "lrp: batch_size must be >= 1, got %lld", (long long)o->batch_size);
     if (!(o->epsilon >= 0) || !isfinite(o->epsilon))
         return kdx_fail(KDX_EINVAL, "lrp: epsilon must be a finite number >= 0, got %g", o->epsilon);
+    if (!(o->stabilizer >= 0) || !isfinite(o->stabilizer))
+        return kdx_fail(KDX_EINVAL, "lrp: stabilizer must be a finite number >= 0, got %g", o->stabilizer);
     if (!(o->gamma >= 0) || !isfinite(o->gamma))
         return kdx_fail(KDX_EINVAL, "lrp: gamma must be a finite number >= 0, got %g", o->gamma);
     if ((unsigned)o->composite > KDX_LRP_EPSILON_PLUS_FLAT)

@@ -598,12 +598,13 @@ typedef struct kdx_lrp_layer {
     kdx_pool_opts pool;
     int flatten_start, flatten_end;
 } kdx_lrp_layer;
-/* Options of kdx_attr_lrp: epsilon of the epsilon rule, gamma of the gamma
-   rule, z^B input bounds low/high (broadcast to one sample; needed only when a
-   layer uses the zbox rule), at most batch_size rows per pass. */
+/* Options of kdx_attr_lrp: epsilon of the epsilon rule, stabilizer of the
+   other rules' denominators (Zennit's 1e-6), gamma of the gamma rule, z^B
+   input bounds low/high (broadcast to one sample; needed only when a layer
+   uses the zbox rule), at most batch_size rows per pass. */
 typedef struct kdx_lrp_opts {
     kdx_lrp_composite composite;
-    double epsilon, gamma;
+    double epsilon, stabilizer, gamma;
     const kdx_tensor *low, *high;
     int64_t batch_size;
 } kdx_lrp_opts;

@@ -86,24 +86,26 @@ static void read_layer(lua_State *L, int idx, int i, kdx_lrp_layer *l)
     }
 }
 
-/* _lrp(layers, x, target, composite, epsilon, gamma, low, high, batch_size) -> relevance, sums [n+1, N], rules */
+/* _lrp(layers, x, target, composite, epsilon, stabilizer, gamma, low, high, batch_size)
+   -> relevance, sums [n+1, N], rules */
 static int l_lrp(lua_State *L)
 {
-    lua_settop(L, 9);
+    lua_settop(L, 10);
     kdxL_checktable(L, 1, FNAME, "layers");
     kdx_tensor *x = kdxL_checktensor(L, 2, FNAME);
     kdx_tensor *target = kdxL_checktarget(L, 3, "lrp");
     const char *comp = luaL_checkstring(L, 4);
-    kdx_lrp_opts o = {KDX_LRP_EPSILON_PLUS, 1e-6, 0.25, NULL, NULL, 1};
+    kdx_lrp_opts o = {KDX_LRP_EPSILON_PLUS, 1e-6, 1e-6, 0.25, NULL, NULL, 1};
     if (strcmp(comp, "epsilon_plus") == 0) o.composite = KDX_LRP_EPSILON_PLUS;
     else if (strcmp(comp, "epsilon_gamma_box") == 0) o.composite = KDX_LRP_EPSILON_GAMMA_BOX;
     else if (strcmp(comp, "epsilon_plus_flat") == 0) o.composite = KDX_LRP_EPSILON_PLUS_FLAT;
     else return luaL_error(L, "kdx.explain.lrp: unknown composite \"%s\"", comp);
     o.epsilon = kdxL_checknum(L, 5, FNAME, "epsilon");
-    o.gamma = kdxL_checknum(L, 6, FNAME, "gamma");
-    o.low = lua_isnil(L, 7) ? NULL : kdxL_checktensor(L, 7, FNAME);
-    o.high = lua_isnil(L, 8) ? NULL : kdxL_checktensor(L, 8, FNAME);
-    o.batch_size = kdxL_checkint(L, 9, FNAME, "batch_size");
+    o.stabilizer = kdxL_checknum(L, 6, FNAME, "stabilizer");
+    o.gamma = kdxL_checknum(L, 7, FNAME, "gamma");
+    o.low = lua_isnil(L, 8) ? NULL : kdxL_checktensor(L, 8, FNAME);
+    o.high = lua_isnil(L, 9) ? NULL : kdxL_checktensor(L, 9, FNAME);
+    o.batch_size = kdxL_checkint(L, 10, FNAME, "batch_size");
     lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
     if (n < 1 || n > 100000) return luaL_error(L, "kdx.explain.lrp: the model has no layers");
     /* userdata scratch: the GC frees it whatever happens */

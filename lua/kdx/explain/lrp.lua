@@ -19,6 +19,9 @@ local RULES = {"epsilon", "gamma", "zplus", "alpha1beta0", "zbox", "flat", "wsqu
 local IS_RULE = {}
 for _, r in ipairs(RULES) do IS_RULE[r] = true end
 
+-- A value as a message shows it: strings quoted, else their type.
+local function show(v) return type(v) == "string" and ("%q"):format(v) or args.what(v) end
+
 local function class_of(m) return getmetatable(m).__name end
 
 -- The engine's description of one leaf module (nil for an unsupported one).
@@ -72,19 +75,19 @@ end
 local function apply_rules(layers, rules)
   if rules == nil then return end
   if type(rules) ~= "table" then fail("lrp", "rules must be a table, got %s", args.what(rules)) end
-  local used = {}
-  for _, d in ipairs(layers) do
-    local key = rules[d.name] ~= nil and d.name or (rules[d.class] ~= nil and d.class or nil)
-    if key then
-      local r = rules[key]
-      if not IS_RULE[r] then
-        fail("lrp", "unknown rule %s for %q (rules: %s)", args.what(r), key, table.concat(RULES, ", "))
-      end
-      d.rule, used[key] = r, true
+  for key, r in pairs(rules) do
+    if not IS_RULE[r] then
+      fail("lrp", "unknown rule %s for %s (rules: %s)", show(r), show(key), table.concat(RULES, ", "))
     end
   end
+  local used = {}
+  for _, d in ipairs(layers) do
+    if rules[d.class] ~= nil then used[d.class] = true end -- known even where a name overrides it
+    local key = rules[d.name] ~= nil and d.name or (rules[d.class] ~= nil and d.class or nil)
+    if key then d.rule, used[key] = rules[key], true end
+  end
   for key in pairs(rules) do
-    if not used[key] then fail("lrp", "rules: %s names no layer or layer type of the model", args.what(key)) end
+    if not used[key] then fail("lrp", "rules: %s names no layer or layer type of the model", show(key)) end
   end
 end
 
@@ -99,7 +102,8 @@ end
 -- per-layer rows {name, type, rule, relevance_in [N], relevance_out [N]}.
 -- opts: target, composite = "epsilon_plus" (or "epsilon_gamma_box",
 -- "epsilon_plus_flat"), rules (name or class -> rule), low, high (z^B
--- bounds), epsilon = 1e-6, gamma = 0.25, batch_size = 128.
+-- bounds), epsilon = 1e-6, stabilizer = 1e-6 (the other rules'), gamma = 0.25,
+-- batch_size = 128.
 function M.lrp(model, x, opts)
   opts = opts or {}
   if type(opts) ~= "table" then fail("lrp", "options must be a table, got %s", args.what(opts)) end
@@ -110,15 +114,16 @@ function M.lrp(model, x, opts)
   end
   local composite = opts.composite or "epsilon_plus"
   if not COMPOSITES[composite] then
-    fail("lrp", "unknown composite %s (epsilon_plus, epsilon_gamma_box, epsilon_plus_flat)", args.what(composite))
+    fail("lrp", "unknown composite %s (epsilon_plus, epsilon_gamma_box, epsilon_plus_flat)", show(composite))
   end
   local layers = {}
   walk(model, "", layers)
   apply_rules(layers, opts.rules)
   local eps = common.num("lrp", opts, "epsilon", 1e-6)
+  local stabilizer = common.num("lrp", opts, "stabilizer", 1e-6)
   local gamma = common.num("lrp", opts, "gamma", 0.25)
   local bs = common.int("lrp", opts, "batch_size", 128, 1)
-  local rel, sums, rules = core._lrp(layers, x, opts.target, composite, eps, gamma, bound(opts.low, "low", x),
+  local rel, sums, rules = core._lrp(layers, x, opts.target, composite, eps, stabilizer, gamma, bound(opts.low, "low", x),
     bound(opts.high, "high", x), bs)
   local rows = {}
   for i, d in ipairs(layers) do
