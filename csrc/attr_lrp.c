@@ -32,7 +32,7 @@ const char *kdx_lrp_rule_name(kdx_lrp_rule r)
 static const char *type_name(kdx_lrp_type t)
 {
     static const char *const names[] = {"Linear", "Conv2d", "BatchNorm", "ReLU", "MaxPool2d",
-                                        "AvgPool2d", "Flatten", "Identity"};
+                                        "AvgPool2d", "Flatten", "Identity", "AdaptiveAvgPool2d"};
     return (unsigned)t < sizeof names / sizeof *names ? names[t] : "unknown";
 }
 
@@ -143,6 +143,7 @@ static kdx_status resolve(const kdx_lrp_layer *ls, int n, kdx_lrp_composite c, k
             ok = want == KDX_LRP_RULE_GRADIENT;
             break;
         case KDX_LRP_AVGPOOL2D:
+        case KDX_LRP_ADAPTIVE_AVGPOOL2D:
             pick = KDX_LRP_RULE_NORM;
             ok = want == KDX_LRP_RULE_NORM || want == KDX_LRP_RULE_EPSILON;
             break;
@@ -245,6 +246,7 @@ static kdx_status fwd(const step *st, const kdx_tensor *a, const kdx_tensor *w, 
     case KDX_LRP_CONV2D: return kdx_conv2d(a, w, b, &l->conv, z);
     case KDX_LRP_MAXPOOL2D: return kdx_max_pool2d(a, &l->pool, z, NULL);
     case KDX_LRP_AVGPOOL2D: return kdx_avg_pool2d(a, &l->pool, z);
+    case KDX_LRP_ADAPTIVE_AVGPOOL2D: return kdx_adaptive_avg_pool2d(a, l->output_size[0], l->output_size[1], z);
     case KDX_LRP_FLATTEN: return kdx_flatten(a, l->flatten_start, l->flatten_end, z);
     case KDX_LRP_RELU: return kdx_unary(KDX_UN_RELU, a, 0, 0, z);
     default: *z = kdx_tensor_retain((kdx_tensor *)a); return KDX_OK;
@@ -334,10 +336,25 @@ static kdx_tensor *rule_gamma(kdx_scope *S, const step *st, const kdx_tensor *a,
     return E_bin(S, KDX_BIN_ADD, pos, neg);
 }
 
+/* Whether b broadcasts to a's shape. */
+static bool broadcasts(const kdx_tensor *b, const kdx_tensor *a)
+{
+    if (b->ndim > a->ndim) return false;
+    for (int d = 1; d <= b->ndim; d++) {
+        int64_t nb = b->shape[b->ndim - d], na = a->shape[a->ndim - d];
+        if (nb != 1 && nb != na) return false;
+    }
+    return true;
+}
+
 /* z^B for inputs bounded by [lo, hi]: (x w - lo w+ - hi w-) shares R. */
 static kdx_tensor *rule_zbox(kdx_scope *S, const step *st, const kdx_tensor *a, const kdx_tensor *R,
                              const kdx_tensor *low, const kdx_tensor *high, double e)
 {
+    if (S->s == KDX_OK && (!broadcasts(low, a) || !broadcasts(high, a)))
+        S->s = kdx_fail(KDX_ESHAPE, "lrp: the bounds low %s and high %s must broadcast to one sample of the input "
+                                    "of layer %s, %s", kdx__shp(low), kdx__shp(high), lname(st->l, st->first),
+                        kdx__shp(a));
     kdx_tensor *lo = E_expand(S, E_as(S, low, a->dtype), a->ndim, a->shape);
     kdx_tensor *hi = E_expand(S, E_as(S, high, a->dtype), a->ndim, a->shape);
     kdx_tensor *wp = CLAMP_MIN(S, st->w), *wn = CLAMP_MAX(S, st->w);

@@ -574,7 +574,8 @@ kdx_status kdx_attr_integrated_gradients(const kdx_model *m, const kdx_tensor *x
 /* Layer-wise relevance propagation (LRP) over a chain of layers. */
 typedef enum kdx_lrp_type {
     KDX_LRP_LINEAR, KDX_LRP_CONV2D, KDX_LRP_BATCHNORM, KDX_LRP_RELU, KDX_LRP_MAXPOOL2D,
-    KDX_LRP_AVGPOOL2D, KDX_LRP_FLATTEN, KDX_LRP_IDENTITY /* Dropout (as in eval), Identity */
+    KDX_LRP_AVGPOOL2D, KDX_LRP_FLATTEN, KDX_LRP_IDENTITY /* Dropout (as in eval), Identity */,
+    KDX_LRP_ADAPTIVE_AVGPOOL2D
 } kdx_lrp_type;
 /* LRP rules; AUTO lets the composite choose. */
 typedef enum kdx_lrp_rule {
@@ -586,8 +587,9 @@ typedef enum kdx_lrp_rule {
 typedef enum kdx_lrp_composite { KDX_LRP_EPSILON_PLUS, KDX_LRP_EPSILON_GAMMA_BOX, KDX_LRP_EPSILON_PLUS_FLAT } kdx_lrp_composite;
 /* One layer of the chain: weight/bias for Linear, Conv2d, BatchNorm (bias,
    BatchNorm's weight may be NULL); running statistics and eps for BatchNorm;
-   conv for Conv2d, pool for the pools, flatten dims (0-based, negative from
-   the end) for Flatten. name (may be NULL) is used in messages. */
+   conv for Conv2d, pool for the pools, output_size for AdaptiveAvgPool2d,
+   flatten dims (0-based, negative from the end) for Flatten. name (may be
+   NULL) is used in messages. */
 typedef struct kdx_lrp_layer {
     kdx_lrp_type type;
     kdx_lrp_rule rule;
@@ -596,6 +598,7 @@ typedef struct kdx_lrp_layer {
     double eps;
     kdx_conv_opts conv;
     kdx_pool_opts pool;
+    int64_t output_size[2];
     int flatten_start, flatten_end;
 } kdx_lrp_layer;
 /* Options of kdx_attr_lrp: epsilon of the epsilon rule, stabilizer of the

@@ -202,6 +202,18 @@ describe("kdx.explain.lrp", function()
       close(rel, xs * net["0"].weight:select(1, 1), 1e-12)
     end)
 
+    it("treats adaptive average pooling as average pooling (norm)", function()
+      kdx.manual_seed(7)
+      local conv = nn.Conv2d(2, 3, 3):double()
+      local head = nn.Linear(3, 2):double()
+      local a = nn.Sequential{conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), head}
+      local b = nn.Sequential{conv, nn.ReLU(), nn.AvgPool2d(4), nn.Flatten(), head}
+      local xs = kdx.randn({2, 2, 6, 6}, "float64")
+      local ra, rows = kdx.explain.lrp(a, xs, {target = 2})
+      close(ra, kdx.explain.lrp(b, xs, {target = 2}), 1e-12)
+      assert.are.equal("norm", rows[3].rule)
+    end)
+
     it("max pooling hands all relevance to the largest input", function()
       local net = nn.Sequential{nn.MaxPool2d(2), nn.Flatten()}
       local xs = kdx.tensor({{{{1, 5}, {2, 3}}}}, "float64")
@@ -280,6 +292,9 @@ describe("kdx.explain.lrp", function()
     it("asks for the bounds when z^B needs them", function()
       fails("the zbox rule of layer 0.0 needs the input bounds low and high", function()
         kdx.explain.lrp(cnn(), x, {target = 1, composite = "epsilon_gamma_box"})
+      end)
+      fails("the bounds low [3] and high [1] must broadcast to one sample of the input of layer 0.0", function()
+        kdx.explain.lrp(cnn(), x, {target = 1, composite = "epsilon_gamma_box", low = kdx.zeros({3}, "float64"), high = 1})
       end)
       fails("low must be a number or a tensor", function()
         kdx.explain.lrp(cnn(), x, {target = 1, composite = "epsilon_gamma_box", low = "0", high = 1})

@@ -12,7 +12,8 @@ static const struct {
     kdx_lrp_type type;
 } types[] = {{"Linear", KDX_LRP_LINEAR},       {"Conv2d", KDX_LRP_CONV2D},       {"BatchNorm", KDX_LRP_BATCHNORM},
              {"ReLU", KDX_LRP_RELU},           {"MaxPool2d", KDX_LRP_MAXPOOL2D}, {"AvgPool2d", KDX_LRP_AVGPOOL2D},
-             {"Flatten", KDX_LRP_FLATTEN},     {"Identity", KDX_LRP_IDENTITY}};
+             {"Flatten", KDX_LRP_FLATTEN},     {"Identity", KDX_LRP_IDENTITY},
+             {"AdaptiveAvgPool2d", KDX_LRP_ADAPTIVE_AVGPOOL2D}};
 
 static const struct {
     const char *name;
@@ -80,6 +81,7 @@ static void read_layer(lua_State *L, int idx, int i, kdx_lrp_layer *l)
         l->pool.ceil_mode = kdxL_optfield_bool(L, idx, "ceil_mode", 0, FNAME);
         l->pool.count_include_pad = kdxL_optfield_bool(L, idx, "count_include_pad", 1, FNAME);
     }
+    if (l->type == KDX_LRP_ADAPTIVE_AVGPOOL2D) kdxL_optfield_pair(L, idx, "output_size", 0, l->output_size, FNAME);
     if (l->type == KDX_LRP_FLATTEN) {
         l->flatten_start = dim_field(L, idx, "start_dim", 2);
         l->flatten_end = dim_field(L, idx, "end_dim", -1);

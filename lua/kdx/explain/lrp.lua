@@ -40,6 +40,8 @@ local function describe(m)
     local o = m.opts or {}
     return {type = t, kernel_size = m.kernel_size, stride = o.stride, padding = o.padding, dilation = o.dilation,
       ceil_mode = o.ceil_mode, count_include_pad = o.count_include_pad}
+  elseif t == "AdaptiveAvgPool2d" then
+    return {type = t, output_size = m.output_size}
   elseif t == "Flatten" then
     return {type = "Flatten", start_dim = m.start_dim, end_dim = m.end_dim}
   elseif t == "ReLU" then
@@ -62,7 +64,7 @@ local function walk(m, name, out)
   local label = name == "" and "(the model)" or ("%q"):format(name)
   if not d then
     fail("lrp", "the model must be a chain of layers (nested Sequentials of Linear, Conv2d, ReLU, MaxPool2d, "
-      .. "AvgPool2d, BatchNorm1d/2d, Flatten, Dropout, Identity); module %s is a %s", label, class_of(m))
+      .. "AvgPool2d, AdaptiveAvgPool2d, BatchNorm1d/2d, Flatten, Dropout, Identity); module %s is a %s", label, class_of(m))
   end
   if d.type == "BatchNorm" and not d.running_mean then
     fail("lrp", "BatchNorm module %s keeps no running statistics, so it cannot be folded", label)
