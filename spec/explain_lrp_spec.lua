@@ -69,6 +69,16 @@ describe("kdx.explain.lrp", function()
       end)
     end
 
+    it("walks a class derived from Sequential that keeps its forward", function()
+      local Block = nn.Sequential:extend("Block")
+      kdx.manual_seed(8)
+      local lin1, lin2 = nn.Linear(4, 3):double(), nn.Linear(3, 2):double()
+      local xs = kdx.randn({2, 4}, "float64")
+      local a, rows = kdx.explain.lrp(nn.Sequential{Block{lin1, nn.ReLU()}, lin2}, xs, {target = 1})
+      close(a, kdx.explain.lrp(nn.Sequential{lin1, nn.ReLU(), lin2}, xs, {target = 1}), 0)
+      assert.are.equal("0.1", rows[2].name)
+    end)
+
     it("names each layer as named_modules does and reports its type", function()
       local _, rows = kdx.explain.lrp(cnn(), x, {target = 1})
       local names, types = {}, {}

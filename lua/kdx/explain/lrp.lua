@@ -9,6 +9,7 @@ local core = require "kdx.core"
 local args = require "kdx.args"
 local Module = require "kdx.nn.module"
 local common = require "kdx.explain.common"
+local Sequential = require("kdx.nn.container").Sequential
 
 local fail = common.fail
 
@@ -51,10 +52,11 @@ local function describe(m)
   end
 end
 
--- Appends the leaves of m in forward order; a Sequential's children are
--- walked, anything else must be a supported layer.
+-- Appends the leaves of m in forward order; the children of a Sequential (or
+-- of a class that keeps Sequential's forward) are walked, anything else must
+-- be a supported layer.
 local function walk(m, name, out)
-  if class_of(m) == "Sequential" then
+  if m.forward == Sequential.forward then
     for child_name, child in m:named_children() do
       walk(child, name == "" and child_name or name .. "." .. child_name, out)
     end
