@@ -640,6 +640,61 @@ kdx_status kdx_attr_layer_integrated_gradients(const kdx_layer_model *lm, const 
 kdx_status kdx_attr_layer_conductance(const kdx_layer_model *lm, const kdx_tensor *x, const kdx_tensor *baseline,
                                       const kdx_tensor *target, int steps, kdx_ig_method method, int64_t batch_size,
                                       kdx_tensor **out, kdx_tensor **delta);
+/* Layer-wise relevance propagation (LRP) over a chain of layers. */
+typedef enum kdx_lrp_type {
+    KDX_LRP_LINEAR, KDX_LRP_CONV2D, KDX_LRP_BATCHNORM, KDX_LRP_RELU, KDX_LRP_MAXPOOL2D,
+    KDX_LRP_AVGPOOL2D, KDX_LRP_FLATTEN, KDX_LRP_IDENTITY /* Dropout (as in eval), Identity */,
+    KDX_LRP_ADAPTIVE_AVGPOOL2D
+} kdx_lrp_type;
+/* LRP rules; AUTO lets the composite choose. */
+typedef enum kdx_lrp_rule {
+    KDX_LRP_RULE_AUTO, KDX_LRP_RULE_EPSILON, KDX_LRP_RULE_GAMMA, KDX_LRP_RULE_ZPLUS, KDX_LRP_RULE_ZBOX,
+    KDX_LRP_RULE_FLAT, KDX_LRP_RULE_WSQUARE, KDX_LRP_RULE_NORM, KDX_LRP_RULE_GRADIENT, KDX_LRP_RULE_PASS,
+    KDX_LRP_RULE_FOLDED /* a BatchNorm merged into the layer before it */
+} kdx_lrp_rule;
+/* Rule presets, as Zennit's composites of the same names. */
+typedef enum kdx_lrp_composite { KDX_LRP_EPSILON_PLUS, KDX_LRP_EPSILON_GAMMA_BOX, KDX_LRP_EPSILON_PLUS_FLAT } kdx_lrp_composite;
+/* One layer of the chain: weight/bias for Linear, Conv2d, BatchNorm (bias,
+   BatchNorm's weight may be NULL); running statistics and eps for BatchNorm;
+   conv for Conv2d, pool for the pools, output_size for AdaptiveAvgPool2d,
+   flatten dims (0-based, negative from the end) for Flatten. name (may be
+   NULL) is used in messages. */
+typedef struct kdx_lrp_layer {
+    kdx_lrp_type type;
+    kdx_lrp_rule rule;
+    const char *name;
+    const kdx_tensor *weight, *bias, *running_mean, *running_var;
+    double eps;
+    kdx_conv_opts conv;
+    kdx_pool_opts pool;
+    int64_t output_size[2];
+    int flatten_start, flatten_end;
+} kdx_lrp_layer;
+/* Options of kdx_attr_lrp: epsilon of the epsilon rule, stabilizer of the
+   other rules' denominators (Zennit's 1e-6), gamma of the gamma rule, z^B
+   input bounds low/high (broadcast to one sample; needed only when a layer
+   uses the zbox rule), at most batch_size rows per pass. */
+typedef struct kdx_lrp_opts {
+    kdx_lrp_composite composite;
+    double epsilon, stabilizer, gamma;
+    const kdx_tensor *low, *high;
+    int64_t batch_size;
+} kdx_lrp_opts;
+/* The rule's name ("epsilon", "zplus", ...). */
+const char *kdx_lrp_rule_name(kdx_lrp_rule r);
+/* Folds an eval-mode BatchNorm (mean, var, eps, affine bn_w, bn_b, both may be
+   NULL) into the Linear/Conv2d before it (w [O, ...], b [O] or NULL):
+   w' = w * s, b' = (b - mean) * s + bn_b with s = bn_w / sqrt(var + eps).
+   [out] *w_out, *b_out: new tensors; the inputs are not changed. */
+kdx_status kdx_lrp_fold_batchnorm(const kdx_tensor *w, const kdx_tensor *b, const kdx_tensor *mean,
+                                  const kdx_tensor *var, const kdx_tensor *bn_w, const kdx_tensor *bn_b, double eps,
+                                  kdx_tensor **w_out, kdx_tensor **b_out);
+/* LRP of the target output of the chain layers[0..n-1] at x. [out] *out:
+   relevance of x's shape; *sums (may be NULL): [n + 1, N], row l the relevance
+   summed over each sample at the input of layer l (row n: at the output);
+   rules (may be NULL): n entries, the rule each layer used. */
+kdx_status kdx_attr_lrp(const kdx_lrp_layer *layers, int n, const kdx_tensor *x, const kdx_tensor *target,
+                        const kdx_lrp_opts *o, kdx_tensor **out, kdx_tensor **sums, kdx_lrp_rule *rules);
 
 /* ---- autograd ------------------------------------------------------------------ */
 
