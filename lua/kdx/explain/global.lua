@@ -41,7 +41,10 @@ end
 -- and the unshuffled score.
 function M.permutation_importance(model, X, opts)
   local fname = "permutation_importance"
-  local m, _, o = prepare(fname, model, X, opts)
+  local m, target, o = prepare(fname, model, X, opts)
+  if target ~= nil then
+    fail(fname, "the metric scores the whole output: give target as a function of the output, or none")
+  end
   local nf = check_table(fname, X)
   local metric = o.metric or "accuracy"
   if type(metric) ~= "function" and not METRICS[metric] then
