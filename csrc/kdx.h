@@ -695,6 +695,43 @@ kdx_status kdx_lrp_fold_batchnorm(const kdx_tensor *w, const kdx_tensor *b, cons
    rules (may be NULL): n entries, the rule each layer used. */
 kdx_status kdx_attr_lrp(const kdx_lrp_layer *layers, int n, const kdx_tensor *x, const kdx_tensor *target,
                         const kdx_lrp_opts *o, kdx_tensor **out, kdx_tensor **sums, kdx_lrp_rule *rules);
+/* Occlusion (Captum): each window position (window[d] per sample dim, moved by
+   strides[d], NULL: 1) set to the baseline; an element gets the mean over the
+   windows covering it of f(x) - f(occluded x) (0 if none covers it). */
+kdx_status kdx_attr_occlusion(const kdx_model *m, const kdx_tensor *x, const int64_t *window, const int64_t *strides,
+                              const kdx_tensor *baseline, const kdx_tensor *target, int64_t batch_size, kdx_tensor **out);
+/* Feature ablation (Captum): every element of group g gets f(x) - f(x with g := baseline); feature_mask as kdx__attr_groups (NULL: each element). */
+kdx_status kdx_attr_feature_ablation(const kdx_model *m, const kdx_tensor *x, const kdx_tensor *feature_mask,
+                                     const kdx_tensor *baseline, const kdx_tensor *target, int64_t batch_size,
+                                     kdx_tensor **out);
+/* Shapley value sampling (Captum): mean marginal contribution of each feature group over n_samples permutations from g. */
+kdx_status kdx_attr_shapley_sampling(const kdx_model *m, const kdx_tensor *x, const kdx_tensor *feature_mask,
+                                     const kdx_tensor *baseline, const kdx_tensor *target, int n_samples,
+                                     kdx_generator *g, int64_t batch_size, kdx_tensor **out);
+/* Pairwise Shapley interaction indices [N, M, M] (Grabisch & Roubens), samples coalitions per pair; diagonal: Shapley values from samples permutations. */
+kdx_status kdx_attr_shapley_interactions(const kdx_model *m, const kdx_tensor *x, const kdx_tensor *feature_mask,
+                                         const kdx_tensor *baseline, const kdx_tensor *target, int samples,
+                                         kdx_generator *g, int64_t batch_size, kdx_tensor **out);
+
+/* A score of full model outputs [N] or [N, C] (higher is better), for permutation importance. */
+typedef kdx_status (*kdx_score_fn)(void *ud, const kdx_tensor *out, double *score);
+typedef enum kdx_score_kind { KDX_SCORE_ACCURACY, KDX_SCORE_NEG_LOG_LOSS, KDX_SCORE_NEG_MSE } kdx_score_kind;
+/* Built-in scores: accuracy and neg_log_loss (outputs are logits) of [N, C] against int64 0-based labels; -MSE of [N] against y. */
+kdx_status kdx_explain_score(kdx_score_kind kind, const kdx_tensor *out, const kdx_tensor *y, double *score);
+/* Permutation importance (sklearn) of X [N, M]: importances [nfeatures, repeats] = score(X) - score(X, column shuffled). features NULL: all. */
+kdx_status kdx_explain_permutation_importance(const kdx_model *m, const kdx_tensor *X, kdx_score_fn score, void *ud,
+                                              const int64_t *features, int64_t nfeatures, int repeats,
+                                              kdx_generator *g, int64_t batch_size, kdx_tensor **importances,
+                                              double *baseline);
+/* Partial dependence and ICE (sklearn, brute) of 1 or 2 features: grids[nf] (float64), average [G...], individual [N, G...]. */
+kdx_status kdx_explain_partial_dependence(const kdx_model *m, const kdx_tensor *X, const int64_t *features, int nf,
+                                          int64_t grid_resolution, double plo, double phi, const kdx_tensor *target,
+                                          int64_t batch_size, kdx_tensor **grids, kdx_tensor **average,
+                                          kdx_tensor **individual);
+/* Friedman's H^2 [npairs] of feature pairs (pairs[2q], pairs[2q+1]) from centred PDs at up to `samples` data rows. */
+kdx_status kdx_explain_h_statistic(const kdx_model *m, const kdx_tensor *X, const int64_t *pairs, int64_t npairs,
+                                   int64_t samples, kdx_generator *g, const kdx_tensor *target, int64_t batch_size,
+                                   kdx_tensor **out);
 
 /* ---- autograd ------------------------------------------------------------------ */
 

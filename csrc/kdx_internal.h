@@ -154,6 +154,10 @@ typedef kdx_status (*kdx__row_fill)(void *ud, int64_t r, char *dst, int64_t *sam
    call, and writes each row's target output (its sample's target) to out[R]. */
 kdx_status kdx__attr_eval_rows(const char *fname, const kdx_model *m, const kdx_tensor *x, const kdx_tensor *target,
                                int64_t R, kdx__row_fill fill, void *ud, int64_t batch_size, double *out);
+/* As kdx__attr_eval_rows, but *out gets the whole output rows as float64
+   [R] or [R, C] (a new reference), for scores of full outputs (attr_perturb.c). */
+kdx_status kdx__attr_eval_full(const char *fname, const kdx_model *m, const kdx_tensor *x, int64_t R, kdx__row_fill fill,
+                               void *ud, int64_t batch_size, kdx_tensor **out);
 
 /* ---- backward rules of the attribution methods (autograd.c, attr_modrules.c) ----
  * Guided backprop, deconvolution and DeepLift change how nonlinear ops pass
