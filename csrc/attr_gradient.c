@@ -47,6 +47,14 @@ kdx_status kdx__select_target(const char *fname, const kdx_tensor *y, const kdx_
         kdx_tensor_release(flat);
         if (s == KDX_OK) s = kdx_unsqueeze(t, 1, &col);
     }
+    /* checked here: gather's message would show the engine's 0-based index */
+    int64_t nt = s == KDX_OK && t->ndim == 1 ? t->shape[0] : 1, st = s == KDX_OK && t->ndim == 1 ? t->stride[0] : 0;
+    for (int64_t i = 0; s == KDX_OK && i < nt; i++) {
+        int64_t c = ((const int64_t *)kdx__base(t))[i * st];
+        if (c < 0 || c >= y->shape[1])
+            s = kdx_fail(KDX_EINDEX, "%s: target class out of range for the model's %lld classes", fname,
+                         (long long)y->shape[1]);
+    }
     if (s == KDX_OK) s = kdx_gather(y, 1, col, &g);
     if (s == KDX_OK) s = kdx_reshape(g, 1, &B, out);
     KDX_RELEASE(t, col, g);

@@ -52,4 +52,26 @@ function M.seed(fname, opts)
   return s
 end
 
+-- The engine's functions as the methods call them: an error comes back as
+-- "kdx.explain.<method>: <message>" raised at the user's line (the binding
+-- names the method "kdx.<method>" or "kdx.explain.<method>"; either way the
+-- user called kdx.explain.<method>).
+local raw = require "kdx.core"
+local function rethrow(ok, ...)
+  if ok then return ... end
+  local msg = tostring((...))
+  if not msg:match("^kdx%.") then msg = msg:gsub("^[^\n]-:%d+: ", "", 1) end
+  local name, rest = msg:match("^kdx%.([%w_%.]+): (.*)$")
+  if not name then M.fail("?", "%s", msg) end
+  M.fail(name:gsub("^explain%.", ""), "%s", rest)
+end
+--- kdx.core with every function wrapped so that its errors read as above.
+M.core = setmetatable({}, {__index = function(t, key)
+  local f = raw[key]
+  if type(f) ~= "function" then return f end
+  local w = function(...) return rethrow(pcall(f, ...)) end
+  rawset(t, key, w)
+  return w
+end})
+
 return M

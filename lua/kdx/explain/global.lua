@@ -6,7 +6,7 @@
 -- @module kdx.explain.global
 
 local kdx = require "kdx"
-local core = require "kdx.core"
+local core = require("kdx.explain.common").core
 local common = require "kdx.explain.common"
 local args = require "kdx.args"
 

@@ -7,7 +7,7 @@
 -- @module kdx.explain.gradlayer
 
 local kdx = require "kdx"
-local core = require "kdx.core"
+local core = require("kdx.explain.common").core
 local args = require "kdx.args"
 local common = require "kdx.explain.common"
 local fail, int, num = common.fail, common.int, common.num

@@ -7,7 +7,7 @@
 -- @module kdx.explain
 
 local kdx = require "kdx"
-local core = require "kdx.core"
+local core = require("kdx.explain.common").core
 
 local common = require "kdx.explain.common"
 local prepare = common.prepare

@@ -5,7 +5,7 @@
 -- @module kdx.explain.lrp
 
 local kdx = require "kdx"
-local core = require "kdx.core"
+local core = require("kdx.explain.common").core
 local args = require "kdx.args"
 local Module = require "kdx.nn.module"
 local common = require "kdx.explain.common"

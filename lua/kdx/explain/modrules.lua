@@ -6,7 +6,7 @@
 -- @module kdx.explain.modrules
 
 local kdx = require "kdx"
-local core = require "kdx.core"
+local core = require("kdx.explain.common").core
 
 local common = require "kdx.explain.common"
 local prepare, int, fail = common.prepare, common.int, common.fail

@@ -5,7 +5,7 @@
 -- @module kdx.explain.perturb
 
 local kdx = require "kdx"
-local core = require "kdx.core"
+local core = require("kdx.explain.common").core
 local common = require "kdx.explain.common"
 
 local fail, prepare, int = common.fail, common.prepare, common.int
