@@ -76,9 +76,56 @@ static int l_linreg(lua_State *L)
     return 3;
 }
 
+/* _lime(model, x, baseline|nil, feature_mask|nil, target, samples, kernel_width (0: default), distance,
+   alpha, num_features (0: all), selection, seed, batch_size) -> attr, info */
+static int l_lime(lua_State *L)
+{
+    lua_settop(L, 13);
+    const char *fname = "lime";
+    kdxL_model lm;
+    kdx_model m;
+    kdxL_checkmodel(L, 1, fname, &lm, &m);
+    kdx_tensor *x = kdxL_checktensor(L, 2, fname);
+    kdx_tensor *base = lua_isnil(L, 3) ? NULL : kdxL_astensor(L, 3, fname, kdx_tensor_dtype(x));
+    kdx_tensor *mask = kdxL_optfeaturemask(L, 4, fname);
+    kdx_tensor *target = kdxL_checktarget(L, 5, fname);
+    static const char *dists[] = {"euclidean", "cosine", NULL};
+    static const char *sels[] = {"none", "highest_weights", "forward_selection", "auto", NULL};
+    kdx_lime_opts o;
+    o.samples = kdxL_checkint(L, 6, fname, "samples");
+    o.kernel_width = kdxL_checknum(L, 7, fname, "kernel_width");
+    o.distance = (kdx_lime_distance)luaL_checkoption(L, 8, NULL, dists);
+    o.alpha = kdxL_checknum(L, 9, fname, "alpha");
+    o.num_features = kdxL_checkint(L, 10, fname, "num_features");
+    o.selection = (kdx_lime_selection)luaL_checkoption(L, 11, NULL, sels);
+    int64_t bs = kdxL_checkint(L, 13, fname, "batch_size");
+    kdx_tensor **attr = kdxL_newbox(L), **info = kdxL_newbox(L);
+    kdx_generator *gen = new_generator(L, 12, fname);
+    finish(L, kdx_attr_lime(&m, x, base, mask, target, &o, gen, bs, attr, info), gen, "explain.lime");
+    push_info(L, *info, "intercept", "score", "local_pred", "explain.lime");
+    lua_remove(L, -2);
+    return 2;
+}
+
+/* _slic(images [N, C, H, W], n_segments, compactness, max_iter, sigma) -> int64 [N, H, W] 0-based */
+static int l_slic(lua_State *L)
+{
+    lua_settop(L, 5);
+    const char *fname = "slic";
+    kdx_tensor *x = kdxL_checktensor(L, 1, fname);
+    int64_t n = kdxL_checkint(L, 2, fname, "n_segments");
+    double compactness = kdxL_checknum(L, 3, fname, "compactness");
+    int iters = (int)kdxL_checkint(L, 4, fname, "max_iter");
+    double sigma = kdxL_checknum(L, 5, fname, "sigma");
+    kdx_tensor **box = kdxL_newbox(L);
+    kdxL_checkas(L, kdx_slic(x, n, compactness, iters, sigma, box), "explain.slic");
+    return 1;
+}
+
 void kdxL_open_explain_surrogate(lua_State *L, int methods)
 {
     int mod = lua_gettop(L);
-    static const luaL_Reg fns[] = {{"_kernel_shap", l_kernel_shap}, {"_linreg", l_linreg}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"_kernel_shap", l_kernel_shap}, {"_lime", l_lime}, {"_slic", l_slic},
+                                   {"_linreg", l_linreg}, {NULL, NULL}};
     kdxL_register(L, mod, methods, fns, 0);
 }
