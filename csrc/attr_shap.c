@@ -78,49 +78,73 @@ static void enumerate_all(coalitions *c)
     }
 }
 
-/* shap's sampling scheme for a budget of ns coalitions (see the file comment). */
-static void sample_shap(coalitions *c, int64_t ns, int paired, kdx_generator *gen, unsigned char *z, int64_t *idx,
-                        double *wv)
+/* shap's size weights: wv[s] for s = 1..M/2, the kernel mass of sizes s and
+   M - s (doubled for paired sizes), normalised to sum to 1. */
+static void size_weights(int64_t M, double *wv)
 {
-    int64_t M = c->M, nsub = M / 2, npaired = (M - 1) / 2; /* ceil((M-1)/2), floor((M-1)/2) */
+    int64_t nsub = M / 2, npaired = (M - 1) / 2; /* ceil((M-1)/2), floor((M-1)/2) */
     double tot = 0;
     for (int64_t s = 1; s <= nsub; s++) {
         wv[s] = (double)(M - 1) / ((double)s * (double)(M - s)) * (s <= npaired ? 2 : 1);
         tot += wv[s];
     }
     for (int64_t s = 1; s <= nsub; s++) wv[s] /= tot;
-    /* whole subset sizes while the budget allows; rem is wv renormalised over what is left */
-    int64_t nfull = 0;
+}
+
+/* Adds every subset of size s (and its complement when paired) with weight w,
+   in lexicographic order. */
+static void add_size(coalitions *c, int64_t s, int paired, double w, unsigned char *z, int64_t *idx)
+{
+    int64_t M = c->M;
+    for (int64_t k = 0; k < s; k++) idx[k] = k;
+    for (;;) {
+        memset(z, 0, (size_t)M);
+        for (int64_t k = 0; k < s; k++) z[idx[k]] = 1;
+        add_row(c, z, w);
+        if (paired) {
+            for (int64_t j = 0; j < M; j++) z[j] ^= 1;
+            add_row(c, z, w);
+        }
+        int64_t k = s - 1;
+        while (k >= 0 && idx[k] == M - s + k) k--;
+        if (k < 0) return;
+        idx[k]++;
+        for (int64_t l = k + 1; l < s; l++) idx[l] = idx[l - 1] + 1;
+    }
+}
+
+/* Whole subset sizes, smallest first, while the budget ns allows (shap's
+   test: budget x remaining weight share >= the number of subsets). Returns
+   how many sizes were enumerated. */
+static int64_t enumerate_sizes(coalitions *c, int64_t ns, const double *wv, unsigned char *z, int64_t *idx)
+{
+    int64_t M = c->M, nsub = M / 2, npaired = (M - 1) / 2, nfull = 0;
     double left = (double)ns, remsum = 1;
     for (int64_t s = 1; s <= nsub; s++) {
         double nsubsets = binom(M, s) * (s <= npaired ? 2 : 1), rem = wv[s] / remsum;
         if (!(left * rem / nsubsets >= 1 - 1e-8)) break;
         nfull++, left -= nsubsets, remsum -= wv[s];
-        double w = wv[s] / binom(M, s) / (s <= npaired ? 2 : 1);
-        for (int64_t k = 0; k < s; k++) idx[k] = k; /* combinations in lexicographic order */
-        for (;;) {
-            memset(z, 0, (size_t)M);
-            for (int64_t k = 0; k < s; k++) z[idx[k]] = 1;
-            add_row(c, z, w);
-            if (s <= npaired) {
-                for (int64_t j = 0; j < M; j++) z[j] ^= 1;
-                add_row(c, z, w);
-            }
-            int64_t k = s - 1;
-            while (k >= 0 && idx[k] == M - s + k) k--;
-            if (k < 0) break;
-            idx[k]++;
-            for (int64_t l = k + 1; l < s; l++) idx[l] = idx[l - 1] + 1;
-        }
+        add_size(c, s, s <= npaired, wv[s] / binom(M, s) / (s <= npaired ? 2 : 1), z, idx);
     }
-    if (nfull == nsub) return;
-    /* the rest: sizes drawn by their kernel weight (halved for paired sizes:
-       each draw adds two rows), a uniform subset of that size */
-    int64_t nfixed = c->n, samples_left = ns - c->n;
+    return nfull;
+}
+
+/* The rest of the budget, sampled: a size > nfull drawn by its weight (halved
+   for paired sizes when each draw adds two rows), a uniform subset of that
+   size, and its complement (paired) or, unpaired, the subset or its
+   complement with probability 1/2. Repeats add weight; the sampled rows are
+   then scaled to the kernel weight the enumerated sizes left over. */
+static void sample_rest(coalitions *c, int64_t ns, int64_t nfull, int paired, kdx_generator *gen, const double *wv,
+                        unsigned char *z, int64_t *idx)
+{
+    int64_t M = c->M, nsub = M / 2, npaired = (M - 1) / 2, nfixed = c->n, left = ns - c->n;
     double rtot = 0, weight_left = 0;
-    for (int64_t s = nfull + 1; s <= nsub; s++) weight_left += wv[s];
-    for (int64_t s = nfull + 1; s <= nsub; s++) rtot += wv[s] / (paired && s <= npaired ? 2 : 1);
-    for (int64_t d = 0; d < 4 * (ns - nfixed) && samples_left > 0; d++) {
+    if (M < 2) return; /* (callers have M >= 2; this tells the compiler) */
+    for (int64_t s = nfull + 1; s <= nsub; s++) {
+        weight_left += wv[s];
+        rtot += wv[s] / (paired && s <= npaired ? 2 : 1);
+    }
+    for (int64_t d = 0; d < 4 * (ns - nfixed) && left > 0; d++) {
         double u = kdx_generator_uniform(gen) * rtot, acc = 0;
         int64_t s = nfull + 1;
         for (; s < nsub; s++) {
@@ -135,22 +159,63 @@ static void sample_shap(coalitions *c, int64_t ns, int paired, kdx_generator *ge
             idx[k] = idx[r], idx[r] = t;
             z[idx[k]] = 1;
         }
-        int flip = !paired && s <= npaired && kdx_generator_below(gen, 2);
-        if (flip)
+        if (!paired && s <= npaired && kdx_generator_below(gen, 2))
             for (int64_t j = 0; j < M; j++) z[j] ^= 1;
-        int64_t before = c->n;
+        int64_t n0 = c->n;
         add_row(c, z, 1);
-        samples_left -= c->n - before;
+        left -= c->n - n0;
         if (paired && s <= npaired) {
             for (int64_t j = 0; j < M; j++) z[j] ^= 1;
-            int64_t n0 = c->n, r = find_or_add(c, z, 1, samples_left > 0);
-            if (c->n > n0) samples_left--;
+            n0 = c->n;
+            int64_t r = find_or_add(c, z, 1, left > 0);
+            if (c->n > n0) left--;
             else if (r >= 0) c->w[r] += 1; /* its complement was seen: more weight */
         }
     }
     double sum = 0;
     for (int64_t r = nfixed; r < c->n; r++) sum += c->w[r];
     for (int64_t r = nfixed; r < c->n; r++) c->w[r] *= weight_left / sum;
+}
+
+static void coalitions_free(coalitions *c)
+{
+    if (c->Z) kdx__free(c->Z, (size_t)c->cap * (size_t)c->M);
+    if (c->w) kdx__free(c->w, (size_t)c->cap * sizeof(double));
+    if (c->slot) kdx__free(c->slot, (size_t)(c->hmask + 1) * sizeof(int64_t));
+    memset(c, 0, sizeof *c);
+}
+
+/* The coalitions of Mv >= 2 varied features for a budget of `samples`
+   (0: automatic): all of them (exact) or shap's scheme. z, idx [Mv] and
+   wv [Mv / 2 + 1] are scratch. */
+static kdx_status coalitions_make(const char *fname, int64_t Mv, int64_t samples, int paired, kdx_generator *gen,
+                                  coalitions *c, unsigned char *z, int64_t *idx, double *wv)
+{
+    int64_t all = Mv <= 30 ? (int64_t)((1ull << Mv) - 2) : INT64_MAX;
+    int exact = samples == 0 ? Mv <= 12 : samples >= all;
+    int64_t ns = exact ? all : samples ? samples : kdx__min64(2 * Mv + 2048, all);
+    if ((uint64_t)ns > SIZE_MAX / 16 / (uint64_t)Mv)
+        return kdx_fail(KDX_EINVAL, "%s: %lld coalitions of %lld features are too many", fname, (long long)ns,
+                        (long long)Mv);
+    uint64_t hs = 1;
+    while (!exact && hs < 2 * (uint64_t)ns + 2) hs <<= 1; /* a hash table at most half full */
+    c->M = Mv, c->cap = ns, c->hmask = hs - 1;
+    c->Z = kdx__malloc((size_t)ns * (size_t)Mv);
+    c->w = kdx__malloc((size_t)ns * sizeof(double));
+    c->slot = exact ? NULL : kdx__malloc_raw((size_t)hs * sizeof(int64_t));
+    if (!c->Z || !c->w || (!exact && !c->slot)) {
+        coalitions_free(c);
+        return kdx_fail(KDX_ENOMEM, "%s: out of memory for %lld coalitions", fname, (long long)ns);
+    }
+    if (exact) {
+        enumerate_all(c);
+        return KDX_OK;
+    }
+    for (uint64_t h = 0; h < hs; h++) c->slot[h] = -1;
+    size_weights(Mv, wv);
+    int64_t nfull = enumerate_sizes(c, ns, wv, z, idx);
+    if (nfull < Mv / 2) sample_rest(c, ns, nfull, paired, gen, wv, z, idx);
+    return KDX_OK;
 }
 
 /* ---- one sample ---- */
@@ -187,22 +252,40 @@ typedef struct shap_job {
     kdx_generator *gen;
 } shap_job;
 
+/* The constrained fit: phi[vary[k]] from the coalitions' outputs y[0..n-1]
+   (relative to f(baseline)) with sum(phi) = gain. */
+static kdx_status fit_phi(const char *fname, const coalitions *c, const double *y, double gain, const int64_t *vary,
+                          double *phi)
+{
+    int64_t n = c->n, Mv = c->M;
+    size_t bytes = ((size_t)n * (size_t)Mv + 2 * (size_t)Mv) * sizeof(double);
+    double *X = kdx__malloc(bytes);
+    if (!X) return kdx_fail(KDX_ENOMEM, "%s: out of memory for the regression", fname);
+    double *beta = X + (size_t)n * (size_t)Mv, *ones = beta + Mv;
+    for (int64_t r = 0; r < n * Mv; r++) X[r] = c->Z[r];
+    for (int64_t k = 0; k < Mv; k++) ones[k] = 1;
+    kdx__linreg_opts o = {0, 0, ones, gain};
+    kdx_status s = kdx__linreg(fname, X, n, Mv, NULL, Mv, y, c->w, &o, beta, NULL, NULL);
+    for (int64_t k = 0; k < Mv && s == KDX_OK; k++) phi[vary[k]] = beta[k];
+    kdx__free(X, bytes);
+    return s;
+}
+
 /* phi[M] of sample i; fx, f0 the model at x and at the baseline. */
 static kdx_status explain_one(const shap_job *J, int64_t i, double *phi, double *fx, double *f0)
 {
     const char *fname = "kernel_shap";
     const kdx__groups *g = J->g;
-    int64_t M = g->nfeat[i], per = g->per;
+    int64_t M = g->nfeat[i], per = g->per, Mv = 0;
     const int64_t *ids = kdx__groups_of(g, i);
     const char *x = J->xd + (size_t)i * J->row_bytes, *b = J->bd + (size_t)i * J->row_bytes;
     size_t esz = J->row_bytes / (size_t)per;
-    int64_t ns = 0, Mv = 0, n = 0;
     /* vary, idx [M] int64; wv [M + 1] double; present, z [M] bytes */
     size_t bytes = (size_t)M * (2 * sizeof(int64_t) + 2) + (size_t)(M + 1) * sizeof(double);
     char *mem = kdx__malloc(bytes);
     if (!mem) return kdx_fail(KDX_ENOMEM, "%s: out of memory for %lld features", fname, (long long)M);
     int64_t *vary = (int64_t *)(void *)mem, *idx = vary + M;
-    double *wv = (double *)(void *)(idx + M);
+    double *wv = (double *)(void *)(idx + M), *y = NULL;
     unsigned char *present = (unsigned char *)(wv + M + 1), *z = present + M;
     /* features that differ from the baseline somewhere are varied; the rest get 0 */
     for (int64_t e = 0; e < per; e++)
@@ -210,63 +293,22 @@ static kdx_status explain_one(const shap_job *J, int64_t i, double *phi, double 
     for (int64_t j = 0; j < M; j++)
         if (present[j]) vary[Mv++] = j;
     coalitions c = {0};
-    kdx_status s = KDX_OK;
-    if (s == KDX_OK && Mv >= 2) {
-        int exact = Mv <= 30 && (J->samples == 0 ? Mv <= 12 : J->samples >= (int64_t)((1ull << Mv) - 2));
-        ns = exact ? (int64_t)((1ull << Mv) - 2) : J->samples ? J->samples : 2 * Mv + 2048;
-        if (Mv <= 30 && ns > (int64_t)((1ull << Mv) - 2)) ns = (int64_t)((1ull << Mv) - 2);
-        c.M = Mv, c.cap = ns;
-        uint64_t hs = 1;
-        while (hs < 2 * (uint64_t)ns + 2) hs <<= 1;
-        c.hmask = hs - 1;
-        if ((size_t)ns > SIZE_MAX / (size_t)Mv / 2) s = kdx_fail(KDX_EINVAL, "%s: %lld samples are too many", fname, (long long)ns);
-        if (s == KDX_OK) {
-            c.Z = kdx__malloc((size_t)ns * (size_t)Mv);
-            c.w = kdx__malloc((size_t)ns * sizeof(double));
-            c.slot = exact ? NULL : kdx__malloc_raw((size_t)hs * sizeof(int64_t));
-            if (!c.Z || !c.w || (!exact && !c.slot)) s = kdx_fail(KDX_ENOMEM, "%s: out of memory for %lld coalitions", fname, (long long)ns);
-        }
-        if (s == KDX_OK && exact) enumerate_all(&c);
-        else if (s == KDX_OK) {
-            for (uint64_t h = 0; h <= c.hmask; h++) c.slot[h] = -1;
-            sample_shap(&c, ns, J->paired, J->gen, z, idx, wv);
-        }
-        n = c.n;
-    }
-    double *y = NULL;
-    if (s == KDX_OK) {
-        y = kdx__malloc((size_t)(n + 2) * sizeof(double));
-        if (!y) s = kdx_fail(KDX_ENOMEM, "%s: out of memory", fname);
-    }
-    if (s == KDX_OK) {
+    kdx_status s = Mv >= 2 ? coalitions_make(fname, Mv, J->samples, J->paired, J->gen, &c, z, idx, wv) : KDX_OK;
+    if (s == KDX_OK && !(y = kdx__malloc((size_t)(c.n + 2) * sizeof(double))))
+        s = kdx_fail(KDX_ENOMEM, "%s: out of memory", fname);
+    if (s == KDX_OK) { /* rows: x, the baseline, then the coalitions */
         shap_fill f = {g, i, M, Mv, vary, c.Z, present, x, b, J->x->dtype};
-        s = kdx__attr_eval_rows(fname, J->m, J->x, J->target, n + 2, fill_row, &f, J->batch_size, y);
+        s = kdx__attr_eval_rows(fname, J->m, J->x, J->target, c.n + 2, fill_row, &f, J->batch_size, y);
     }
     if (s == KDX_OK) {
         *fx = y[0], *f0 = y[1];
         memset(phi, 0, (size_t)M * sizeof(double));
         if (Mv == 1) phi[vary[0]] = y[0] - y[1];
-        if (Mv >= 2) {
-            double *X = kdx__malloc((size_t)n * (size_t)Mv * sizeof(double)), *beta = kdx__malloc((size_t)Mv * sizeof(double));
-            double *ones = kdx__malloc((size_t)Mv * sizeof(double));
-            if (!X || !beta || !ones) s = kdx_fail(KDX_ENOMEM, "%s: out of memory for the regression", fname);
-            if (s == KDX_OK) {
-                for (int64_t r = 0; r < n * Mv; r++) X[r] = c.Z[r];
-                for (int64_t k = 0; k < Mv; k++) ones[k] = 1;
-                for (int64_t r = 0; r < n; r++) y[r + 2] -= y[1];
-                kdx__linreg_opts o = {0, 0, ones, y[0] - y[1]};
-                s = kdx__linreg(fname, X, n, Mv, NULL, Mv, y + 2, c.w, &o, beta, NULL, NULL);
-                for (int64_t k = 0; k < Mv && s == KDX_OK; k++) phi[vary[k]] = beta[k];
-            }
-            if (X) kdx__free(X, (size_t)n * (size_t)Mv * sizeof(double));
-            if (beta) kdx__free(beta, (size_t)Mv * sizeof(double));
-            if (ones) kdx__free(ones, (size_t)Mv * sizeof(double));
-        }
+        for (int64_t r = 0; r < c.n; r++) y[r + 2] -= y[1];
+        if (Mv >= 2) s = fit_phi(fname, &c, y + 2, y[0] - y[1], vary, phi);
     }
-    if (y) kdx__free(y, (size_t)(n + 2) * sizeof(double));
-    if (c.Z) kdx__free(c.Z, (size_t)c.cap * (size_t)Mv);
-    if (c.w) kdx__free(c.w, (size_t)c.cap * sizeof(double));
-    if (c.slot) kdx__free(c.slot, (size_t)(c.hmask + 1) * sizeof(int64_t));
+    if (y) kdx__free(y, (size_t)(c.n + 2) * sizeof(double));
+    coalitions_free(&c);
     kdx__free(mem, bytes);
     return s;
 }

@@ -56,41 +56,31 @@ static double column(const double *X, int64_t P, int64_t r, const int64_t *cols,
     return X[r * P + (cols ? cols[k] : k)];
 }
 
-kdx_status kdx__linreg(const char *fname, const double *X, int64_t R, int64_t P, const int64_t *cols, int64_t K,
-                       const double *y, const double *w, const kdx__linreg_opts *o, double *beta, double *b0,
-                       double *r2)
+/* The problem's rows: X's columns cols (or all), targets y, weights w. */
+typedef struct wls {
+    const double *X, *y, *w;
+    int64_t R, P, K;
+    const int64_t *cols;
+} wls;
+
+/* A [n, n] (zeroed) = X_c' W X_c + alpha I over the K columns, g = X_c' W
+   (y - yc), with X_c the columns less their weighted means xm (intercept) or
+   as they are; bordered by the constraint row when o->a. */
+static void normal_equations(const wls *P, const kdx__linreg_opts *o, double sw, double yc, double *A, double *g,
+                             double *xm, double *row, int64_t n)
 {
-    if (R < 1) return kdx_fail(KDX_EINVAL, "%s: the regression needs at least one row", fname);
-    double sw = 0;
-    for (int64_t r = 0; r < R; r++) {
-        if (!(w[r] >= 0) || !isfinite(y[r]))
-            return kdx_fail(KDX_EINVAL, "%s: the regression got a negative weight or a non-finite output (row %lld)",
-                            fname, (long long)r + 1);
-        sw += w[r];
-    }
-    if (!(sw > 0)) return kdx_fail(KDX_EINVAL, "%s: the regression's weights sum to 0", fname);
-    int64_t n = K + (o->a ? 1 : 0);
-    if (n > 46000) return kdx_fail(KDX_EINVAL, "%s: %lld regression features are too many", fname, (long long)K);
-    size_t bytes = ((size_t)n * (size_t)n + 3 * (size_t)n + 1) * sizeof(double);
-    double *mem = kdx__malloc(bytes);
-    if (!mem) return kdx_fail(KDX_ENOMEM, "%s: out of memory for the regression (%lld features)", fname, (long long)K);
-    double *A = mem, *g = A + n * n, *xm = g + n, *row = xm + n;
-    /* weighted means: the intercept is fitted by centring, unpenalised */
-    double ym = 0;
-    for (int64_t r = 0; r < R; r++) ym += w[r] * y[r];
-    ym /= sw;
+    int64_t K = P->K;
     if (o->intercept) {
-        for (int64_t r = 0; r < R; r++)
-            for (int64_t k = 0; k < K; k++) xm[k] += w[r] * column(X, P, r, cols, k);
+        for (int64_t r = 0; r < P->R; r++)
+            for (int64_t k = 0; k < K; k++) xm[k] += P->w[r] * column(P->X, P->P, r, P->cols, k);
         for (int64_t k = 0; k < K; k++) xm[k] /= sw;
     }
-    double yc = o->intercept ? ym : 0;
-    for (int64_t r = 0; r < R; r++) {
-        if (w[r] == 0) continue;
-        for (int64_t k = 0; k < K; k++) row[k] = column(X, P, r, cols, k) - xm[k];
-        double dy = w[r] * (y[r] - yc);
+    for (int64_t r = 0; r < P->R; r++) {
+        if (P->w[r] == 0) continue;
+        for (int64_t k = 0; k < K; k++) row[k] = column(P->X, P->P, r, P->cols, k) - xm[k];
+        double dy = P->w[r] * (P->y[r] - yc);
         for (int64_t k = 0; k < K; k++) {
-            double wk = w[r] * row[k];
+            double wk = P->w[r] * row[k];
             if (wk == 0) continue;
             double *Ak = A + k * n;
             for (int64_t l = k; l < K; l++) Ak[l] += wk * row[l];
@@ -105,6 +95,45 @@ kdx_status kdx__linreg(const char *fname, const double *X, int64_t R, int64_t P,
         for (int64_t k = 0; k < K; k++) A[k * n + K] = A[K * n + k] = o->a[k];
         g[K] = o->c;
     }
+}
+
+/* sklearn's weighted score: 1 - SS_res / SS_tot about the weighted mean ym
+   (a constant y scores 1 if fitted exactly, else 0, as r2_score). */
+static double weighted_r2(const wls *P, const double *beta, double b0, double ym)
+{
+    double res = 0, tot = 0;
+    for (int64_t r = 0; r < P->R; r++) {
+        double p = b0;
+        for (int64_t k = 0; k < P->K; k++) p += column(P->X, P->P, r, P->cols, k) * beta[k];
+        res += P->w[r] * (P->y[r] - p) * (P->y[r] - p);
+        tot += P->w[r] * (P->y[r] - ym) * (P->y[r] - ym);
+    }
+    return tot > 0 ? 1 - res / tot : (res > 0 ? 0.0 : 1.0);
+}
+
+kdx_status kdx__linreg(const char *fname, const double *X, int64_t R, int64_t P, const int64_t *cols, int64_t K,
+                       const double *y, const double *w, const kdx__linreg_opts *o, double *beta, double *b0,
+                       double *r2)
+{
+    if (R < 1) return kdx_fail(KDX_EINVAL, "%s: the regression needs at least one row", fname);
+    double sw = 0, ym = 0;
+    for (int64_t r = 0; r < R; r++) {
+        if (!(w[r] >= 0) || !isfinite(y[r]))
+            return kdx_fail(KDX_EINVAL, "%s: the regression got a negative weight or a non-finite output (row %lld)",
+                            fname, (long long)r + 1);
+        sw += w[r], ym += w[r] * y[r];
+    }
+    if (!(sw > 0)) return kdx_fail(KDX_EINVAL, "%s: the regression's weights sum to 0", fname);
+    ym /= sw;
+    int64_t n = K + (o->a ? 1 : 0);
+    if (n > 46000) return kdx_fail(KDX_EINVAL, "%s: %lld regression features are too many", fname, (long long)K);
+    size_t bytes = ((size_t)n * (size_t)n + 3 * (size_t)n + 1) * sizeof(double);
+    double *mem = kdx__malloc(bytes);
+    if (!mem) return kdx_fail(KDX_ENOMEM, "%s: out of memory for the regression (%lld features)", fname, (long long)K);
+    double *A = mem, *g = A + n * n, *xm = g + n, *row = xm + n;
+    wls pb = {X, y, w, R, P, K, cols};
+    double yc = o->intercept ? ym : 0; /* the intercept is fitted by centring, unpenalised */
+    normal_equations(&pb, o, sw, yc, A, g, xm, row, n);
     kdx_status s = KDX_OK;
     if (!gauss_solve(A, g, n)) {
         s = kdx_fail(KDX_ESTATE, "%s: the regression is singular (too few distinct samples for %lld features?)",
@@ -120,16 +149,7 @@ kdx_status kdx__linreg(const char *fname, const double *X, int64_t R, int64_t P,
         double b = yc;
         for (int64_t k = 0; k < K; k++) b -= xm[k] * beta[k];
         if (b0) *b0 = b;
-        if (r2) { /* sklearn's weighted score: 1 - SS_res / SS_tot about the weighted mean */
-            double res = 0, tot = 0;
-            for (int64_t r = 0; r < R; r++) {
-                double p = b;
-                for (int64_t k = 0; k < K; k++) p += column(X, P, r, cols, k) * beta[k];
-                res += w[r] * (y[r] - p) * (y[r] - p);
-                tot += w[r] * (y[r] - ym) * (y[r] - ym);
-            }
-            *r2 = tot > 0 ? 1 - res / tot : (res > 0 ? 0.0 : 1.0);
-        }
+        if (r2) *r2 = weighted_r2(&pb, beta, b, ym);
     }
     kdx__free(mem, bytes);
     return s;

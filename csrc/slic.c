@@ -131,6 +131,53 @@ typedef struct slic_work {
     int64_t *lab, *out, *queue;
 } slic_work;
 
+/* One assignment round: each centre claims the pixels of its 2-step window
+   that are nearer to it than to any centre so far. Returns whether a label changed. */
+static int assign(slic_work *w, int64_t K, int64_t D, int64_t CF, int64_t H, int64_t W, int64_t dy, int64_t dx,
+                  double compactness)
+{
+    double step = (double)kdx__max64(dy, dx), ss = 1.0 / (step * step);
+    int change = 0;
+    for (int64_t p = 0; p < H * W; p++) w->dist[p] = DBL_MAX;
+    for (int64_t k = 0; k < K; k++) {
+        const double *c = w->cen + k * D;
+        int64_t cy = (int64_t)c[0], cx = (int64_t)c[1];
+        int64_t y0 = kdx__max64(cy - 2 * dy, 0), y1 = kdx__min64(cy + 2 * dy + 1, H);
+        int64_t x0 = kdx__max64(cx - 2 * dx, 0), x1 = kdx__min64(cx + 2 * dx + 1, W);
+        for (int64_t y = y0; y < y1; y++)
+            for (int64_t x = x0; x < x1; x++) {
+                int64_t p = y * W + x;
+                double d = (((double)y - c[0]) * ((double)y - c[0]) + ((double)x - c[1]) * ((double)x - c[1])) * ss;
+                for (int64_t q = 0; q < CF; q++) {
+                    double e = w->F[p * CF + q] / compactness - c[2 + q];
+                    d += e * e;
+                }
+                if (d < w->dist[p]) {
+                    if (w->lab[p] != k) change = 1;
+                    w->lab[p] = k, w->dist[p] = d;
+                }
+            }
+    }
+    return change;
+}
+
+/* Moves each centre to the mean (y, x, colour) of its pixels (an empty one stays). */
+static void update(slic_work *w, int64_t K, int64_t D, int64_t CF, int64_t HW, int64_t W, double compactness)
+{
+    memset(w->acc, 0, (size_t)(K * (D + 1)) * sizeof(double));
+    for (int64_t p = 0; p < HW; p++) {
+        if (w->lab[p] < 0) continue;
+        double *a = w->acc + w->lab[p] * (D + 1);
+        a[0] += (double)(p / W), a[1] += (double)(p % W), a[D] += 1;
+        for (int64_t q = 0; q < CF; q++) a[2 + q] += w->F[p * CF + q] / compactness;
+    }
+    for (int64_t k = 0; k < K; k++) {
+        const double *a = w->acc + k * (D + 1);
+        if (a[D] > 0)
+            for (int64_t q = 0; q < D; q++) w->cen[k * D + q] = a[q] / a[D];
+    }
+}
+
 static kdx_status slic_one(const float *f32, const double *f64, int64_t C, int64_t H, int64_t W, int64_t n_segments,
                            double compactness, int max_iter, double sigma, slic_work *w, int64_t *labels)
 {
@@ -154,43 +201,10 @@ static kdx_status slic_one(const float *f32, const double *f64, int64_t C, int64
             for (int64_t k = 0; k < CF; k++) c[2 + k] = w->F[(y * W + x) * CF + k] / compactness;
             K++;
         }
-    double step = (double)kdx__max64(dy, dx), ss = 1.0 / (step * step);
     for (int64_t p = 0; p < HW; p++) w->lab[p] = -1;
     for (int it = 0; it < max_iter; it++) {
-        int change = 0;
-        for (int64_t p = 0; p < HW; p++) w->dist[p] = DBL_MAX;
-        for (int64_t k = 0; k < K; k++) {
-            const double *c = w->cen + k * D;
-            int64_t cy = (int64_t)c[0], cx = (int64_t)c[1];
-            int64_t y0 = kdx__max64(cy - 2 * dy, 0), y1 = kdx__min64(cy + 2 * dy + 1, H);
-            int64_t x0 = kdx__max64(cx - 2 * dx, 0), x1 = kdx__min64(cx + 2 * dx + 1, W);
-            for (int64_t y = y0; y < y1; y++)
-                for (int64_t x = x0; x < x1; x++) {
-                    int64_t p = y * W + x;
-                    double d = ((double)y - c[0]) * ((double)y - c[0]) * ss + ((double)x - c[1]) * ((double)x - c[1]) * ss;
-                    for (int64_t q = 0; q < CF; q++) {
-                        double e = w->F[p * CF + q] / compactness - c[2 + q];
-                        d += e * e;
-                    }
-                    if (d < w->dist[p]) {
-                        if (w->lab[p] != k) change = 1;
-                        w->lab[p] = k, w->dist[p] = d;
-                    }
-                }
-        }
-        if (!change) break;
-        memset(w->acc, 0, (size_t)(K * (D + 1)) * sizeof(double));
-        for (int64_t p = 0; p < HW; p++) {
-            if (w->lab[p] < 0) continue;
-            double *a = w->acc + w->lab[p] * (D + 1);
-            a[0] += (double)(p / W), a[1] += (double)(p % W), a[D] += 1;
-            for (int64_t q = 0; q < CF; q++) a[2 + q] += w->F[p * CF + q] / compactness;
-        }
-        for (int64_t k = 0; k < K; k++) {
-            const double *a = w->acc + k * (D + 1);
-            if (a[D] > 0)
-                for (int64_t q = 0; q < D; q++) w->cen[k * D + q] = a[q] / a[D];
-        }
+        if (!assign(w, K, D, CF, H, W, dy, dx, compactness)) break; /* nothing moved */
+        update(w, K, D, CF, HW, W, compactness);
     }
     for (int64_t p = 0; p < HW; p++) /* no window reached it: the nearest centre in the plane */
         if (w->lab[p] < 0) {
