@@ -732,6 +732,57 @@ kdx_status kdx_explain_partial_dependence(const kdx_model *m, const kdx_tensor *
 kdx_status kdx_explain_h_statistic(const kdx_model *m, const kdx_tensor *X, const int64_t *pairs, int64_t npairs,
                                    int64_t samples, kdx_generator *g, const kdx_tensor *target, int64_t batch_size,
                                    kdx_tensor **out);
+/* ---- surrogate explanations: KernelSHAP, LIME, SLIC, their regression ---- */
+
+/* Weighted least squares / ridge in float64: min sum w (y - b0 - X beta)^2 +
+   alpha |beta|^2 (b0 only with intercept, unpenalised), subject to a . beta = c
+   when a is given. X [R, P], y [R], w [R] (NULL: ones), a [P] (NULL: no
+   constraint). [out] *coef [P] float64 (new reference); *b0 and *r2 (the
+   weighted R^2, as sklearn's score) may be NULL. Errors: KDX_ESTATE if singular. */
+kdx_status kdx_linreg(const kdx_tensor *X, const kdx_tensor *y, const kdx_tensor *w, double alpha, int intercept,
+                      const kdx_tensor *a, double c, kdx_tensor **coef, double *b0, double *r2);
+/* KernelSHAP with one baseline (NULL: zeros, broadcast): Shapley values of the
+   features of mask (NULL: every element; int64 0-based ids of one sample's
+   shape or x's), from `samples` coalitions per sample (0: all 2^M - 2 when
+   M <= 12, else 2M + 2048; all of them whenever samples >= 2^M - 2), paired
+   with their complements when paired. [out] *out x's shape (each element its
+   feature's value); *info (may be NULL) [N, 3] float64: f(baseline), f(x) and
+   the efficiency gap sum(phi) - (f(x) - f(baseline)). g NULL: the default generator. */
+kdx_status kdx_attr_kernel_shap(const kdx_model *m, const kdx_tensor *x, const kdx_tensor *baseline,
+                                const kdx_tensor *mask, const kdx_tensor *target, int64_t samples, int paired,
+                                kdx_generator *g, int64_t batch_size, kdx_tensor **out, kdx_tensor **info);
+typedef enum kdx_lime_distance { KDX_LIME_EUCLIDEAN, KDX_LIME_COSINE } kdx_lime_distance;
+typedef enum kdx_lime_selection {
+    KDX_LIME_SELECT_NONE, KDX_LIME_SELECT_HIGHEST_WEIGHTS, KDX_LIME_SELECT_FORWARD, KDX_LIME_SELECT_AUTO
+} kdx_lime_selection;
+/* LIME's options: samples per input (the first one x itself), kernel width
+   (<= 0: 0.75 sqrt(M)), distance of a binary sample to all-ones, ridge alpha,
+   num_features (0: all) and how they are selected. */
+typedef struct kdx_lime_opts {
+    int64_t samples;
+    double kernel_width;
+    kdx_lime_distance distance;
+    double alpha;
+    int64_t num_features;
+    kdx_lime_selection selection;
+} kdx_lime_opts;
+/* LIME with binary interpretable features (present = x, absent = baseline;
+   mask and baseline as kdx_attr_kernel_shap): a weighted ridge fit of the
+   outputs on Bernoulli(0.5) samples with kernel sqrt(exp(-d^2 / width^2)).
+   [out] *out x's shape (each element its feature's coefficient, 0 when not
+   selected); *info (may be NULL) [N, 3] float64: intercept, weighted R^2,
+   the fit's prediction at x. */
+kdx_status kdx_attr_lime(const kdx_model *m, const kdx_tensor *x, const kdx_tensor *baseline, const kdx_tensor *mask,
+                         const kdx_tensor *target, const kdx_lime_opts *o, kdx_generator *g, int64_t batch_size,
+                         kdx_tensor **out, kdx_tensor **info);
+/* SLIC superpixels (Achanta et al. 2012) of images [N, C, H, W] (float; C = 3
+   in [0, 1] is taken as sRGB and clustered in CIELAB, other C as is), about
+   n_segments of them on a grid, with `compactness`, at most max_iter
+   iterations, optional Gaussian smoothing sigma (0: none) and small segments
+   merged into a neighbour. [out] *out int64 [N, H, W] 0-based labels,
+   consecutive per image. */
+kdx_status kdx_slic(const kdx_tensor *images, int64_t n_segments, double compactness, int max_iter, double sigma,
+                    kdx_tensor **out);
 
 /* ---- autograd ------------------------------------------------------------------ */
 
