@@ -128,6 +128,7 @@ int luaopen_kdx_core(lua_State *L)
     kdxL_open_augment(L, methods);
     kdxL_open_image(L, methods);
     kdxL_open_distill(L, methods);
+    kdxL_open_surrogate(L, methods);
     lua_pop(L, 1);
 
     static const luaL_Reg fns[] = {
