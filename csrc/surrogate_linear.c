@@ -63,9 +63,9 @@ static kdx_status fista(lin *s, const kdx_linear_options *o, double *x, int64_t 
     const kdx__fit_data *d = s->d;
     int64_t C = d->C, P = C * d->F + C; /* W then b */
     size_t bytes = (size_t)P * sizeof(double);
-    double *mem = kdx__malloc(bytes * 4);
+    double *mem = kdx__malloc(bytes * 5);
     if (!mem) return kdx_fail(KDX_ENOMEM, "surrogate_linear_fit: out of memory");
-    double *xold = mem, *y = mem + P, *gy = mem + 2 * P, *xn = mem + 3 * P;
+    double *xold = mem, *y = mem + P, *gy = mem + 2 * P, *xn = mem + 3 * P, *gx = mem + 4 * P;
     double *bx = x + C * d->F;
     memcpy(xold, x, bytes);
     memcpy(y, x, bytes);
@@ -86,7 +86,18 @@ static kdx_status fista(lin *s, const kdx_linear_options *o, double *x, int64_t 
                 sq += dj * dj;
             }
             fx = smooth(s, xn, xn + C * d->F, NULL, NULL);
-            if (fx <= fy + lin_term + 0.5 * L * sq + 1e-15 * fabs(fy) || L > 1e30) break;
+            if (L > 1e30) break;
+            if (fabs(fx - fy) > 1e-12 * (1 + fabs(fy))) {
+                if (fx <= fy + lin_term + 0.5 * L * sq) break;
+            } else {
+                /* near the optimum f's changes drown in rounding: test the curvature
+                   <grad f(x+) - grad f(y), x+ - y> <= L |x+ - y|^2 instead, which subtracts no f values */
+                smooth(s, xn, xn + C * d->F, gx, gx + C * d->F);
+                if (!o->fit_intercept) memset(gx + C * d->F, 0, (size_t)C * sizeof(double));
+                double curv = 0;
+                for (int64_t j = 0; j < P; j++) curv += (gx[j] - gy[j]) * (xn[j] - y[j]);
+                if (curv <= L * sq) break;
+            }
             L *= 2;
         }
         /* the gradient mapping L (y - x+): zero exactly at a minimiser */
@@ -107,7 +118,7 @@ static kdx_status fista(lin *s, const kdx_linear_options *o, double *x, int64_t 
         Fold = Fn;
     }
     if (n_iter) *n_iter = it;
-    kdx__free(mem, bytes * 4);
+    kdx__free(mem, bytes * 5);
     return KDX_OK;
 }
 
