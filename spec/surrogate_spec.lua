@@ -280,6 +280,16 @@ describe("kdx.surrogate", function()
         :find(("pixel (%d,%d)"):format(r, c), 1, true))
     end)
 
+    it("keeps n_classes columns when the labels miss the last classes", function()
+      local x = kdx.tensor({{0}, {1}, {2}, {3}})
+      local tree = kdx.surrogate.tree{n_classes = 4}:fit(x, {1, 1, 2, 2})
+      close(tree:predict_proba(x), kdx.tensor({{1, 0, 0, 0}, {1, 0, 0, 0}, {0, 1, 0, 0}, {0, 1, 0, 0}}, "float64"), 0)
+      assert.are.equal(2, kdx.surrogate.tree():fit(x, {1, 1, 2, 2}).n_classes)
+      local lin = kdx.surrogate.linear{n_classes = 3, l1 = 0.01}:fit(x, {1, 1, 2, 2})
+      assert.are.same({3, 1}, lin.coef:shape())
+      assert.is_true(lin:predict_proba(x):select(2, 3):max():item() < 0.01)
+    end)
+
     it("saves and loads", function()
       local ds = data("iris")
       local tree = kdx.surrogate.tree{max_depth = 3, criterion = "entropy"}:fit(ds.x, ds.y)
@@ -409,7 +419,12 @@ describe("kdx.surrogate", function()
       err(function() tree:fit(x * (0 / 0), {1, 2, 1, 2, 1, 2}) end, "non-finite value")
       tree:fit(x, {1, 2, 1, 2, 1, 2})
       err(function() tree:predict(kdx.randn{2, 3}) end, "kdx.surrogate.tree:apply: x has 3 features a sample")
-      err(function() tree:rules{feature_names = {"a"}} end, "kdx.surrogate.tree:rules: feature_names must be a table of 2")
+      err(function() tree:rules{feature_names = {"a"}} end,
+        "kdx.surrogate.tree:rules: feature_names must be a table of 2")
+      err(function() kdx.surrogate.tree{n_classes = 2}:fit(x, {1, 3, 1, 2, 1, 2}) end,
+        "kdx.surrogate.tree:fit: class label 3 is larger than n_classes = 2")
+      err(function() kdx.surrogate.linear{n_classes = 3}:fit(x, kdx.ones{6, 2}) end,
+        "kdx.surrogate.linear:fit: soft targets have 2 classes but n_classes is 3")
       err(function() tree:fidelity(x, "teacher") end, "kdx.surrogate.tree:fidelity: teacher must be a model")
       err(function() kdx.surrogate.tree{max_features = 3}:fit(x, {1, 2, 1, 2, 1, 2}) end,
         "max_features is 3 but x has only 2 features")

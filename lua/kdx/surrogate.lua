@@ -177,15 +177,29 @@ Tree.__index = Tree
 Tree.__name = "kdx.surrogate.Tree"
 
 local TREE_OPTS = {max_depth = true, min_samples_split = true, min_samples_leaf = true, criterion = true,
-  max_features = true, seed = true}
+  max_features = true, seed = true, n_classes = true}
+
+-- n_classes for the engine (0: inferred), checked against soft targets.
+local function classes_for(fname, self, targets)
+  local c = self.n_classes_opt
+  if c and targets:dim() == 2 and targets:size(2) ~= c then
+    fail(fname, "soft targets have %d classes but n_classes is %d", targets:size(2), c)
+  end
+  if c and targets:dim() == 1 and targets:max():item() > c then
+    fail(fname, "class label %d is larger than n_classes = %d", targets:max():item(), c)
+  end
+  return c or 0
+end
 
 --- A CART classification tree (not yet fitted). Options: max_depth (nil:
 -- unlimited), min_samples_split (2), min_samples_leaf (1), criterion
--- ("gini" or "entropy"), max_features (nil: all), seed (0; used only with max_features).
+-- ("gini" or "entropy"), max_features (nil: all), seed (0; used only with
+-- max_features), n_classes (nil: the largest label, or the soft targets' columns).
 function M.tree(opts)
   local fname = "tree"
   opts = check_keys(fname, opts, TREE_OPTS)
   local self = setmetatable({}, Tree)
+  self.n_classes_opt = int_opt(fname, opts, "n_classes", nil, 1)
   self.max_depth = int_opt(fname, opts, "max_depth", nil, 0)
   self.min_samples_split = int_opt(fname, opts, "min_samples_split", 2, 2)
   self.min_samples_leaf = int_opt(fname, opts, "min_samples_leaf", 1, 1)
@@ -243,7 +257,8 @@ function Tree:fit(x, targets, sample_weight)
   if self.max_features and self.max_features > x:size(2) then
     fail(fname, "max_features is %d but x has only %d features", self.max_features, x:size(2))
   end
-  set_arrays(self, {core._tree_fit(x, targets, sample_weight, 0, self.max_depth or -1, self.min_samples_split,
+  local nc = classes_for(fname, self, targets)
+  set_arrays(self, {core._tree_fit(x, targets, sample_weight, nc, self.max_depth or -1, self.min_samples_split,
     self.min_samples_leaf, self.max_features or 0, self.criterion, self.seed)})
   self.n_features, self.sample_shape = x:size(2), sample
   return self
@@ -409,15 +424,16 @@ local Linear = {}
 Linear.__index = Linear
 Linear.__name = "kdx.surrogate.Linear"
 
-local LINEAR_OPTS = {l1 = true, max_iter = true, tol = true, fit_intercept = true}
+local LINEAR_OPTS = {l1 = true, max_iter = true, tol = true, fit_intercept = true, n_classes = true}
 
 --- A sparse multinomial logistic regression (not yet fitted). Options: l1
 -- (0.01; the penalty on sum |W|), max_iter (1000), tol (1e-6; on the
--- gradient mapping's largest entry), fit_intercept (true).
+-- gradient mapping's largest entry), fit_intercept (true), n_classes (as kdx.surrogate.tree).
 function M.linear(opts)
   local fname = "linear"
   opts = check_keys(fname, opts, LINEAR_OPTS)
   local self = setmetatable({}, Linear)
+  self.n_classes_opt = int_opt(fname, opts, "n_classes", nil, 1)
   self.l1 = num_opt(fname, opts, "l1", 0.01, 0)
   self.max_iter = int_opt(fname, opts, "max_iter", 1000, 1)
   self.tol = num_opt(fname, opts, "tol", 1e-6, 0)
@@ -443,7 +459,8 @@ function Linear:fit(x, targets, sample_weight)
   local n = x:size(1)
   targets = check_targets(fname, targets, n)
   sample_weight = check_weight(fname, sample_weight, n)
-  self.coef, self.intercept, self.n_iter = core._linear_fit(x, targets, sample_weight, 0, self.l1, self.max_iter,
+  local nc = classes_for(fname, self, targets)
+  self.coef, self.intercept, self.n_iter = core._linear_fit(x, targets, sample_weight, nc, self.l1, self.max_iter,
     self.tol, self.fit_intercept)
   self.n_features, self.n_classes, self.sample_shape = x:size(2), self.coef:size(1), sample
   self.converged = self.n_iter < self.max_iter
