@@ -380,6 +380,30 @@ static void builder_free(builder *b, const kdx__fit_data *d, frame *stack)
     kdx_generator_free(b->gen);
 }
 
+/* The builder's scratch and node arrays (zeroed); 0 if one failed (the rest is freed by builder_free). */
+static int builder_alloc(builder *b, frame **stack)
+{
+    size_t cap = (size_t)b->cap, N = (size_t)b->d->N, F = (size_t)b->d->F, C = (size_t)b->d->C;
+    b->idx = kdx__malloc(N * 8);
+    b->tmp = kdx__malloc(N * 8);
+    b->order = kdx__malloc(F * 8);
+    b->buf = kdx__malloc(N * sizeof(pair));
+    b->tot = kdx__malloc(C * 8);
+    b->lsum = kdx__malloc(C * 8);
+    b->tmpc = kdx__malloc(C * 8);
+    b->feature = kdx__malloc(cap * 8);
+    b->left = kdx__malloc(cap * 8);
+    b->right = kdx__malloc(cap * 8);
+    b->nsamp = kdx__malloc(cap * 8);
+    b->thr = kdx__malloc(cap * 8);
+    b->imp = kdx__malloc(cap * 8);
+    b->wn = kdx__malloc(cap * 8);
+    b->value = kdx__malloc(cap * C * 8);
+    *stack = kdx__malloc((cap + 1) * sizeof(frame));
+    return b->idx && b->tmp && b->order && b->buf && b->tot && b->lsum && b->tmpc && b->feature && b->left &&
+           b->right && b->nsamp && b->thr && b->imp && b->wn && b->value && *stack;
+}
+
 kdx_status kdx_surrogate_tree_fit(const kdx_tensor *x, const kdx_tensor *y, const kdx_tensor *weight,
                                   int64_t n_classes, const kdx_tree_options *o, kdx_tree *out)
 {
@@ -400,31 +424,13 @@ kdx_status kdx_surrogate_tree_fit(const kdx_tensor *x, const kdx_tensor *y, cons
     b.d = &d;
     b.o = o;
     b.cap = 2 * d.N;
-    size_t cap = (size_t)b.cap, N = (size_t)d.N, F = (size_t)d.F, C = (size_t)d.C;
     frame *stack = NULL;
     kdx_status s = KDX_OK;
-    if (cap > SIZE_MAX / 8 / C) {
+    if ((size_t)b.cap > SIZE_MAX / 8 / (size_t)d.C) {
         s = kdx_fail(KDX_ENOMEM, "%s: too many classes", fname);
         goto done;
     }
-    b.idx = kdx__malloc(N * 8);
-    b.tmp = kdx__malloc(N * 8);
-    b.order = kdx__malloc(F * 8);
-    b.buf = kdx__malloc(N * sizeof(pair));
-    b.tot = kdx__malloc(C * 8);
-    b.lsum = kdx__malloc(C * 8);
-    b.tmpc = kdx__malloc(C * 8);
-    b.feature = kdx__malloc(cap * 8);
-    b.left = kdx__malloc(cap * 8);
-    b.right = kdx__malloc(cap * 8);
-    b.nsamp = kdx__malloc(cap * 8);
-    b.thr = kdx__malloc(cap * 8);
-    b.imp = kdx__malloc(cap * 8);
-    b.wn = kdx__malloc(cap * 8);
-    b.value = kdx__malloc(cap * C * 8);
-    stack = kdx__malloc((cap + 1) * sizeof(frame));
-    if (!b.idx || !b.tmp || !b.order || !b.buf || !b.tot || !b.lsum || !b.tmpc || !b.feature || !b.left ||
-        !b.right || !b.nsamp || !b.thr || !b.imp || !b.wn || !b.value || !stack) {
+    if (!builder_alloc(&b, &stack)) {
         s = kdx_fail(KDX_ENOMEM, "%s: out of memory for %lld samples", fname, (long long)d.N);
         goto done;
     }
