@@ -269,6 +269,17 @@ describe("kdx.surrogate", function()
       assert.are.equal(1, select(2, text:gsub("\nend\n$", "")))
     end)
 
+    it("writes text that, run as Lua, predicts as the tree does", function()
+      -- with the default names x[j] and exact thresholds the text is Lua once leaves return their class
+      local ds = data("wine")
+      local tree = kdx.surrogate.tree{max_depth = 5, criterion = "entropy"}:fit(ds.x, ds.y)
+      local text = tree:rules{precision = 17}
+      local code = text:gsub("predict (%d+)  %b()", "return %1")
+      local classify = assert(load("local x = ...\n" .. code))
+      local X, pred = ds.x:totable(), tree:predict(ds.x):totable()
+      for i = 1, #X do assert.are.equal(pred[i], classify(X[i])) end
+    end)
+
     it("names pixels by their position for images", function()
       local ds = data("digits")
       local tree = kdx.surrogate.tree{max_depth = 2}:fit(ds.x, ds.y)
