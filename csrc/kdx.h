@@ -783,6 +783,55 @@ kdx_status kdx_attr_lime(const kdx_model *m, const kdx_tensor *x, const kdx_tens
    consecutive per image. */
 kdx_status kdx_slic(const kdx_tensor *images, int64_t n_segments, double compactness, int max_iter, double sigma,
                     kdx_tensor **out);
+/* ---- surrogates: a readable model fitted to a teacher (surrogate_*.c) ---------------------- */
+
+/* Split quality of a surrogate tree: Gini 1 - sum p^2 or entropy -sum p log2 p. */
+typedef enum kdx_tree_criterion { KDX_TREE_GINI, KDX_TREE_ENTROPY } kdx_tree_criterion;
+/* CART options, as scikit-learn's DecisionTreeClassifier: max_depth < 0 is
+   unlimited; max_features <= 0 searches every feature (then no randomness),
+   else that many features drawn per node with a generator seeded by seed. */
+typedef struct kdx_tree_options {
+    int64_t max_depth, min_samples_split, min_samples_leaf, max_features;
+    kdx_tree_criterion criterion;
+    uint64_t seed;
+} kdx_tree_options;
+/* A fitted tree as flat arrays over its M nodes in pre-order (0 the root):
+   feature int64 [M] (0-based; -1 at a leaf), threshold float64 [M] (x <=
+   threshold goes left), left/right int64 [M] (-1 at a leaf), value float64
+   [M, C] (the node's class distribution), impurity float64 [M], n_samples
+   int64 [M], weighted_n float64 [M]. Each pointer owns one reference. */
+typedef struct kdx_tree {
+    kdx_tensor *feature, *threshold, *left, *right, *value, *impurity, *n_samples, *weighted_n;
+} kdx_tree;
+/* Releases a tree's arrays and sets them to NULL. */
+void kdx_tree_clear(kdx_tree *t);
+/* Fits a CART tree to x [N, F] (float) and targets y: int64 0-based classes
+   [N] (n_classes of them, or max + 1 if larger) or probabilities float [N, C]
+   (soft labels; each row normalised); weight (NULL: ones) float [N] >= 0.
+   [out] *out: new arrays. Errors: KDX_ESHAPE, KDX_EDTYPE, KDX_EINVAL, KDX_ENOMEM. */
+kdx_status kdx_surrogate_tree_fit(const kdx_tensor *x, const kdx_tensor *y, const kdx_tensor *weight,
+                                  int64_t n_classes, const kdx_tree_options *o, kdx_tree *out);
+/* The leaf (0-based node id) each row of x [N, F] ends in. [out] *leaf: int64 [N]. */
+kdx_status kdx_surrogate_tree_apply(const kdx_tree *t, const kdx_tensor *x, kdx_tensor **leaf);
+
+/* Sparse multinomial logistic regression options: l1 penalty, iteration cap,
+   tolerance on the gradient mapping's max norm, whether to fit an intercept. */
+typedef struct kdx_linear_options {
+    double l1, tol;
+    int64_t max_iter;
+    int fit_intercept;
+} kdx_linear_options;
+/* Minimises sum_i w_i CE(y_i, softmax(W x_i + b)) / sum_i w_i + l1 * sum |W|
+   (FISTA with backtracking and restarts, float64) for x [N, F] and y as in
+   kdx_surrogate_tree_fit. [out] *coef float64 [C, F], *intercept float64 [C];
+   n_iter (may be NULL) the iterations run. */
+kdx_status kdx_surrogate_linear_fit(const kdx_tensor *x, const kdx_tensor *y, const kdx_tensor *weight,
+                                    int64_t n_classes, const kdx_linear_options *o, kdx_tensor **coef,
+                                    kdx_tensor **intercept, int64_t *n_iter);
+/* The objective that kdx_surrogate_linear_fit minimises, at coef [C, F] and intercept [C]. */
+kdx_status kdx_surrogate_linear_objective(const kdx_tensor *x, const kdx_tensor *y, const kdx_tensor *weight,
+                                          const kdx_tensor *coef, const kdx_tensor *intercept, double l1,
+                                          double *out);
 
 /* ---- autograd ------------------------------------------------------------------ */
 

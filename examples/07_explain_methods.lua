@@ -27,7 +27,7 @@ kdx.train{
   data = kdx.data.DataLoader(train, {batch_size = 128, shuffle = true, seed = 1}),
   optimizer = kdx.optim.SGD(model:parameters(), {lr = 0.05, momentum = 0.9}),
   epochs = small and 1 or 2,
-  progress = false,
+  progress = false, log = function() end,
 }
 model:eval()
 
@@ -43,14 +43,15 @@ end
 local x = test.x:index_select(1, kdx.tensor(picks, "int64"))
 local y = test.y:index_select(1, kdx.tensor(picks, "int64"))
 
--- Each method with its options; "5" is the second ReLU, the last feature map.
+-- Each method with its options; "4" is the second ReLU (children are named
+-- "0", "1", ... as in PyTorch), the last feature map.
 local methods = {
   {"saliency", function() return explain.saliency(model, x, {target = y}) end},
   {"integrated\ngradients", function() return explain.integrated_gradients(model, x, {target = y}) end},
   {"SmoothGrad", function()
     return explain.smoothgrad(model, x, {target = y, samples = small and 5 or 25, stdev = 0.15, seed = 1})
   end},
-  {"Grad-CAM", function() return explain.gradcam(model, x, {target = y, layer = "5"}) end},
+  {"Grad-CAM", function() return explain.gradcam(model, x, {target = y, layer = "4", upsample = true}) end},
   {"LRP\nepsilon-plus", function() return explain.lrp(model, x, {target = y, composite = "epsilon_plus"}) end},
   {"occlusion\n4x4", function()
     return explain.occlusion(model, x, {target = y, window = {1, 4, 4}, strides = {1, 2, 2}})

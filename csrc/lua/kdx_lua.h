@@ -112,6 +112,7 @@ void kdxL_open_augment(lua_State *L, int methods);
 void kdxL_open_image(lua_State *L, int methods);
 void kdxL_open_distill(lua_State *L, int methods);
 void kdxL_open_explain_perturb(lua_State *L, int methods);
+void kdxL_open_surrogate(lua_State *L, int methods);
 
 /* Registers f under name both in the module table at mod and in methods. */
 void kdxL_register(lua_State *L, int mod, int methods, const luaL_Reg *fns, int as_method);

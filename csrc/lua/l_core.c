@@ -133,6 +133,7 @@ int luaopen_kdx_core(lua_State *L)
     kdxL_open_image(L, methods);
     kdxL_open_distill(L, methods);
     kdxL_open_explain_perturb(L, methods);
+    kdxL_open_surrogate(L, methods);
     lua_pop(L, 1);
 
     static const luaL_Reg fns[] = {

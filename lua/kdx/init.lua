@@ -126,6 +126,7 @@ local lazy = {
   explain = {"kdx.explain"},
   distill = {"kdx.distill"},
   report = {"kdx.report"},
+  surrogate = {"kdx.surrogate"},
   train = {"kdx.train", "train"},
   evaluate = {"kdx.train", "evaluate"},
 }
