@@ -99,6 +99,27 @@ static int l_live_tensors(lua_State *L)
     return 1;
 }
 
+static int l_empty_cache(lua_State *L)
+{
+    (void)L;
+    kdx_cache_clear();
+    return 0;
+}
+
+static int l_set_cache_limit(lua_State *L)
+{
+    lua_Integer n = kdxL_checkint(L, 1, "set_cache_limit", "bytes");
+    if (n < 0) return luaL_error(L, "kdx.set_cache_limit: bytes must be >= 0, got %I", n);
+    kdx_set_cache_limit((size_t)n);
+    return 0;
+}
+
+static int l_cache_bytes(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)kdx_cache_bytes());
+    return 1;
+}
+
 int luaopen_kdx_core(lua_State *L);
 
 int luaopen_kdx_core(lua_State *L)
@@ -139,7 +160,8 @@ int luaopen_kdx_core(lua_State *L)
     static const luaL_Reg fns[] = {
         {"manual_seed", l_manual_seed}, {"get_rng_state", l_get_rng_state}, {"set_rng_state", l_set_rng_state},
         {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
-        {"live_tensors", l_live_tensors}, {"clock", l_clock}, {NULL, NULL}};
+        {"live_tensors", l_live_tensors}, {"clock", l_clock}, {"empty_cache", l_empty_cache},
+        {"set_cache_limit", l_set_cache_limit}, {"cache_bytes", l_cache_bytes}, {NULL, NULL}};
     kdxL_register(L, mod, methods, fns, 0);
 
     /* The metatable and methods table, for lua/kdx/init.lua to extend. */
