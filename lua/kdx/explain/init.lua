@@ -43,7 +43,7 @@ end
 
 -- The method families live in their own files; their public functions are
 -- merged into kdx.explain (a name defined twice is an error, not a shadow).
-for _, part in ipairs{"modrules", "gradlayer", "lrp", "perturb", "global", "surrogate"} do
+for _, part in ipairs{"modrules", "gradlayer", "lrp", "perturb", "global", "surrogate", "compare"} do
   for name, fn in pairs(require("kdx.explain." .. part)) do
     assert(M[name] == nil, "kdx.explain: " .. name .. " is defined twice")
     M[name] = fn

@@ -1,0 +1,173 @@
+--- kdx.explain.compare: does the student decide for the teacher's reasons?
+-- Explains both models on the same samples with the same methods and
+-- targets, and measures per sample how alike the two explanations are
+-- (Spearman, top-k overlap, cosine, SSIM), how faithful each is (deletion
+-- AUC), and which samples they disagree on most; compare_grid draws a sample
+-- as input | teacher map | student map | difference on one colour scale.
+-- @module kdx.explain.compare
+
+local kdx = require "kdx"
+local common = require "kdx.explain.common"
+local args = require "kdx.args"
+
+local fail = common.fail
+local M = {}
+
+local DEFAULT_METHODS = {"integrated_gradients", "gradcam"}
+
+-- The samples to explain: x [N, ...] and labels y [N] (or nil) from a
+-- dataset, a {x =, y =} table or a tensor.
+local function samples(fname, data, n)
+  local x, y
+  if kdx.is_tensor(data) then x = data
+  elseif type(data) == "table" and kdx.is_tensor(data.x) then x, y = data.x, data.y
+  else fail(fname, "data must be a tensor, a dataset or {x =, y =}, got %s", args.what(data)) end
+  if x:dim() < 2 then fail(fname, "data must be a batch [N, ...], got %d dims", x:dim()) end
+  n = math.min(n or x:size(1), x:size(1))
+  x = x:narrow(1, 1, n)
+  if y ~= nil then y = y:narrow(1, 1, n) end
+  return x, y
+end
+
+-- The per-sample summed map [N, 1, H, W] (or [N, ...] flattened) of an
+-- attribution, for similarity and pictures: channels summed for images.
+local function as_map(attr)
+  if attr:dim() == 4 and attr:size(2) > 1 then return attr:sum(2, true) end
+  return attr
+end
+
+-- SSIM needs maps of at least 11 x 11; smaller maps are enlarged (nearest,
+-- by a whole factor) so that every pixel keeps its value.
+local function ssim_ready(m)
+  if m:dim() ~= 4 or m:size(2) ~= 1 then return nil end
+  local h, w = m:size(3), m:size(4)
+  local f = math.max(1, math.ceil(11 / math.min(h, w)))
+  if f == 1 then return m end
+  return kdx.interpolate(m, {size = {h * f, w * f}, mode = "nearest"})
+end
+
+-- Runs one method on one model: a name with options, or a function.
+local function explain(fname, spec, model, x, target, layer, batch_size)
+  local ex = require "kdx.explain"
+  local opts = {target = target, batch_size = batch_size}
+  for k, v in pairs(spec.opts or {}) do opts[k] = v end
+  if spec.name == "gradcam" or spec.name == "gradcam_pp" then
+    if not layer then
+      fail(fname, "%s needs layers = {teacher = name, student = name}", spec.name)
+    end
+    opts.layer, opts.upsample = layer, x:dim() == 4
+  end
+  local fn = ex[spec.name]
+  if type(fn) ~= "function" then fail(fname, "unknown method %s", tostring(spec.name)) end
+  local attr = fn(model, x, opts)
+  return attr
+end
+
+local function method_specs(fname, methods)
+  local out = {}
+  for i, m in ipairs(methods or DEFAULT_METHODS) do
+    if type(m) == "string" then out[i] = {name = m}
+    elseif type(m) == "table" and type(m.name) == "string" then out[i] = m
+    else fail(fname, "methods[%d] must be a method name or {name =, opts =}, got %s", i, args.what(m)) end
+  end
+  return out
+end
+
+--- compare(teacher, student, data, opts) -> result. data: a dataset, {x =, y =}
+-- or a batch; opts: methods ({"integrated_gradients", "gradcam"}; names or
+-- {name =, opts =}), n (all), target ("label", or "teacher" for the
+-- teacher's predicted class; labels are needed for "label"), layers =
+-- {teacher =, student =} (for Grad-CAM), topk = 0.1, deletion_steps = 20,
+-- batch_size = 128. result.methods[name] = {teacher, student (attributions),
+-- similarity = {spearman, topk_overlap, cosine, ssim} ([N] each),
+-- deletion_auc = {teacher, student} ([N]), mean = {...}}; result.disagree =
+-- sample indices, least similar first (Spearman of the first method).
+function M.compare(teacher, student, data, opts)
+  local fname = "compare"
+  opts = opts or {}
+  if type(opts) ~= "table" then fail(fname, "options must be a table, got %s", args.what(opts)) end
+  local x, y = samples(fname, data, common.int(fname, opts, "n", nil, 1))
+  local bs = common.int(fname, opts, "batch_size", 128, 1)
+  local topk = opts.topk or 0.1
+  local layers = opts.layers or {}
+  local steps = common.int(fname, opts, "deletion_steps", 20, 1)
+  local mode = opts.target or "label"
+  local target
+  if mode == "label" then
+    if not y then fail(fname, "target = \"label\" needs labels: give a dataset or {x =, y =}, or target = \"teacher\"") end
+    target = y
+  elseif mode == "teacher" then
+    target = kdx.no_grad(function() return teacher(x):argmax(2) end)
+  else
+    fail(fname, "target must be \"label\" or \"teacher\", got %s", tostring(mode))
+  end
+  local metrics = require "kdx.explain.metrics"
+  local result = {n = x:size(1), x = x, y = y, target = target, methods = {}, order = {}}
+  for _, spec in ipairs(method_specs(fname, opts.methods)) do
+    local at = explain(fname, spec, teacher, x, target, layers.teacher, bs)
+    local as = explain(fname, spec, student, x, target, layers.student, bs)
+    local mt, ms = as_map(at), as_map(as)
+    local sim = {
+      spearman = metrics.spearman(mt, ms),
+      topk_overlap = metrics.topk_overlap(mt, ms, topk),
+      cosine = metrics.cosine(mt, ms),
+    }
+    local st, ss = ssim_ready(mt), ssim_ready(ms)
+    if st and ss then sim.ssim = metrics.ssim(st, ss) end
+    -- deletion: the softmax probability of the target as the most important
+    -- features (by each model's own map) are removed; lower is more faithful
+    local dopts = {target = target, steps = steps, softmax = true, batch_size = bs}
+    local _, dt = metrics.deletion(teacher, x, mt:expand(x:shape()), dopts)
+    local _, ds = metrics.deletion(student, x, ms:expand(x:shape()), dopts)
+    local mean = {deletion_auc_teacher = dt:mean():item(), deletion_auc_student = ds:mean():item()}
+    for k, v in pairs(sim) do -- NaN (a zero map) is left out of the mean
+      local sum, cnt = 0, 0
+      for _, e in ipairs(v:totable()) do
+        if e == e then sum, cnt = sum + e, cnt + 1 end
+      end
+      mean[k] = cnt > 0 and sum / cnt or 0 / 0
+    end
+    result.methods[spec.name] = {teacher = at, student = as, similarity = sim,
+      deletion_auc = {teacher = dt, student = ds}, mean = mean}
+    result.order[#result.order + 1] = spec.name
+  end
+  -- the samples the models disagree on most: lowest Spearman of the first method
+  local first = result.methods[result.order[1]].similarity.spearman
+  local idx = {}
+  for i = 1, result.n do idx[i] = i end
+  local vals = first:totable()
+  table.sort(idx, function(a, b)
+    local va, vb = vals[a] ~= vals[a] and -math.huge or vals[a], vals[b] ~= vals[b] and -math.huge or vals[b]
+    if va ~= vb then return va < vb end
+    return a < b
+  end)
+  result.disagree = idx
+  return result
+end
+
+--- A picture of sample i of a compare result: input | teacher map | student
+-- map | difference (student - teacher), the maps on one shared colour scale,
+-- as an RGB tensor [3, H, W] (opts.method: the first method by default;
+-- opts.scale: the pixel factor, 3).
+function M.compare_grid(result, i, opts)
+  local fname = "compare_grid"
+  opts = opts or {}
+  if type(result) ~= "table" or not result.methods then fail(fname, "result must come from kdx.explain.compare") end
+  if math.type(i) ~= "integer" or i < 1 or i > result.n then
+    fail(fname, "sample must be an integer in 1..%d, got %s", result.n, tostring(i))
+  end
+  local name = opts.method or result.order[1]
+  local m = result.methods[name]
+  if not m then fail(fname, "the result has no method %s", tostring(name)) end
+  local viz = kdx.viz
+  local t, s = as_map(m.teacher):select(1, i), as_map(m.student):select(1, i)
+  local scale = viz.shared_scale({t, s, s - t}, {clip_percentile = 99})
+  local img = result.x:select(1, i)
+  local tiles = {img, viz.heatmap(t, {scale = scale}), viz.heatmap(s, {scale = scale}),
+    viz.heatmap(s - t, {scale = scale})}
+  local rho = m.similarity.spearman:get(i)
+  local labels = {"input", "teacher", "student", ("diff, rho %.2f"):format(rho)}
+  return viz.grid(tiles, {ncol = 4, labels = labels, scale = opts.scale or 3, pad = 3})
+end
+
+return M
