@@ -100,6 +100,7 @@ void kdxL_open_autograd(lua_State *L, int methods);
 void kdxL_open_io(lua_State *L, int methods);
 void kdxL_open_optim(lua_State *L, int methods);
 void kdxL_open_explain(lua_State *L, int methods);
+void kdxL_open_explain_metrics(lua_State *L, int methods);
 void kdxL_open_data(lua_State *L, int methods);
 void kdxL_open_augment(lua_State *L, int methods);
 void kdxL_open_image(lua_State *L, int methods);

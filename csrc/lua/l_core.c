@@ -124,6 +124,7 @@ int luaopen_kdx_core(lua_State *L)
     kdxL_open_io(L, methods);
     kdxL_open_optim(L, methods);
     kdxL_open_explain(L, methods);
+    kdxL_open_explain_metrics(L, methods);
     kdxL_open_data(L, methods);
     kdxL_open_augment(L, methods);
     kdxL_open_image(L, methods);
