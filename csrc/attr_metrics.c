@@ -111,6 +111,15 @@ static kdx_status eval_plain(const char *fname, const kdx_model *m, const kdx_me
 
 /* ---- inputs ---- */
 
+/* Refuses more perturbed rows than any buffer here could index. */
+static kdx_status check_rows(const char *fname, int64_t N, int64_t per)
+{
+    if (per > 0 && N > ((int64_t)1 << 40) / per)
+        return kdx_fail(KDX_EINVAL, "%s: %lld samples x %lld perturbations are too many rows", fname, (long long)N,
+                        (long long)per);
+    return KDX_OK;
+}
+
 /* Common checks; *xd, *bd: float64 copies of x and the baseline broadcast to x. */
 static kdx_status prepare(const char *fname, const kdx_model *m, const kdx_tensor *x, const kdx_metric_opts *o,
                           kdx_tensor **xd, kdx_tensor **bd)
@@ -209,6 +218,7 @@ kdx_status kdx_metric_deletion(const kdx_model *m, const kdx_tensor *x, const kd
     const char *fname = insertion ? "insertion" : "deletion";
     if (steps < 1 || steps > 100000) return kdx_fail(KDX_EINVAL, "%s: steps must be in [1, 100000], got %d", fname, steps);
     kdx_tensor *xd = NULL, *bd = NULL, *ad = NULL, *cv = NULL, *au = NULL;
+    KDX_TRY(check_rows(fname, x && x->ndim ? x->shape[0] : 0, (int64_t)steps + 1));
     KDX_TRY(prepare(fname, m, x, o, &xd, &bd));
     int64_t N = x->shape[0], P = kdx_tensor_numel(x) / N, d = 0, *fmap = NULL, *rank = NULL, *tmp = NULL;
     kdx_status s = feature_map(fname, x, attr, &fmap, &d, &ad);
@@ -317,7 +327,14 @@ static kdx_status infidelity_chunk(const char *fname, const kdx_model *m, const 
             s = kdx_fail(KDX_ESHAPE, "%s: the perturbation must return noise of the rows' shape %s, got %s", fname,
                          kdx__shp(xb), noise ? kdx__shp(noise) : "nothing");
         if (s == KDX_OK) s = kdx__f64(noise, &nd);
-        if (s == KDX_OK && !pert) s = kdx_binary(KDX_BIN_SUB, xb, noise, &pert);
+        if (s == KDX_OK && !pert) {
+            kdx_tensor *nr = NULL; /* noise of the rows' shape, in x's dtype */
+            s = kdx_reshape(nd, xb->ndim, xb->shape, &pb);
+            if (s == KDX_OK) s = kdx_to(pb, x->dtype, &nr);
+            if (s == KDX_OK) s = kdx_binary(KDX_BIN_SUB, xb, nr, &pert);
+            KDX_RELEASE(pb, nr);
+            pb = NULL;
+        }
         if (s == KDX_OK && kdx_tensor_numel(pert) != n * P)
             s = kdx_fail(KDX_ESHAPE, "%s: the perturbed input must have the rows' shape %s, got %s", fname, kdx__shp(xb),
                          kdx__shp(pert));
@@ -366,6 +383,7 @@ kdx_status kdx_metric_infidelity(const kdx_model *m, const kdx_tensor *x, const 
     if (!p && !(noise_std >= 0 && isfinite(noise_std)))
         return kdx_fail(KDX_EINVAL, "%s: noise_std must be >= 0, got %g", fname, noise_std);
     kdx_tensor *xd = NULL, *ad = NULL, *r = NULL;
+    KDX_TRY(check_rows(fname, x && x->ndim ? x->shape[0] : 0, n_samples));
     KDX_TRY(prepare(fname, m, x, o, &xd, NULL));
     int64_t N = x->shape[0], P = kdx_tensor_numel(x) / N, d = 0, *fmap = NULL, R = N * n_samples;
     double *res = NULL, *mem = NULL;
@@ -504,6 +522,7 @@ kdx_status kdx_metric_max_sensitivity(const kdx_explainer *e, const kdx_tensor *
             return kdx_fail(KDX_ESHAPE, "%s: attr %s must be a batch of %lld samples", fname, kdx__shp(attr),
                             (long long)x->shape[0]);
     }
+    KDX_TRY(check_rows(fname, x->shape[0], n_samples));
     int64_t N = x->shape[0], P = kdx_tensor_numel(x) / N, R = N * n_samples, cap = expl_cap(x, attr);
     kdx_tensor *xd = NULL, *a0 = NULL, *r = NULL;
     kdx_generator *g = NULL;
@@ -611,6 +630,7 @@ kdx_status kdx_metric_faithfulness_correlation(const kdx_model *m, const kdx_ten
     const char *fname = "faithfulness_correlation";
     if (nr_runs < 2) return kdx_fail(KDX_EINVAL, "%s: nr_runs must be >= 2, got %d", fname, nr_runs);
     kdx_tensor *xd = NULL, *bd = NULL, *ad = NULL, *r = NULL;
+    KDX_TRY(check_rows(fname, x && x->ndim ? x->shape[0] : 0, nr_runs));
     KDX_TRY(prepare(fname, m, x, o, &xd, &bd));
     int64_t N = x->shape[0], P = kdx_tensor_numel(x) / N, d = 0, *fmap = NULL, R = N * nr_runs;
     kdx_generator *g = NULL;

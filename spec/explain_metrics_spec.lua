@@ -149,6 +149,17 @@ describe("kdx.explain.metrics", function()
       for i = 1, 6 do assert.is_true(good:get(i) <= bad:get(i) + 1e-12) end
     end)
 
+    it("run float32 inputs and models in float32", function()
+      local attr = T(g.mlp.amap)
+      local f32 = function(b)
+        assert.are.equal("float32", b:dtype())
+        return mlp(b:double())
+      end
+      local c64 = me.deletion(mlp, xs, attr, {target = target, steps = 4})
+      local c32 = me.deletion(f32, xs:float(), attr:float(), {target = target, steps = 4, baseline = 0})
+      close(c32, c64, 1e-6)
+    end)
+
     it("give the same result in any batch size", function()
       local attr = kdx.randn({3, 1, 4, 4}, "float64")
       local c1 = me.deletion(mlp, xs, attr, {target = target, steps = 7, batch_size = 1})
@@ -215,6 +226,26 @@ describe("kdx.explain.metrics", function()
       end
       local exact = me.infidelity(linear, x4, w:reshape({1, 4}):expand({6, 4}), {seed = 3})
       assert.is_true(exact:abs():max():item() < 1e-20)
+    end)
+
+    it("takes the perturbed input from perturb_func when it returns one, and noise of any layout", function()
+      kdx.manual_seed(12)
+      local noise = kdx.randn({6 * 3, 4}, "float64") * 0.1
+      local function perturb(both)
+        local r = 0
+        return function(rows)
+          local n = rows:size(1)
+          r = r + n
+          local I = noise:narrow(1, r - n + 1, n)
+          if both then return I, rows - I end
+          return I:reshape({n * 4})
+        end
+      end
+      local net = small_net()
+      local attr = x4 * 2
+      local a = me.infidelity(net, x4, attr, {target = 3, n_perturb_samples = 3, perturb_func = perturb(true), batch_size = 4})
+      local b = me.infidelity(net, x4, attr, {target = 3, n_perturb_samples = 3, perturb_func = perturb(false)})
+      close(a, b, 1e-15)
     end)
 
     it("is deterministic for a seed and independent of batch_size", function()
