@@ -1,7 +1,9 @@
-/* attr_similarity.c — how alike two attributions are, per sample: Spearman
- * (average ranks for ties), Pearson, Kendall tau-b (Knight's O(n log n)
- * count), top-k overlap of |a|, cosine, and SSIM on 2-D maps (Wang et al.
- * 2004: Gaussian window sigma 1.5 truncated at radius 5, i.e. 11x11).
+/* attr_similarity.c — model-free measures of attributions, per sample:
+ * sparseness (Gini index) and complexity (entropy) of one, and how alike
+ * two are: Spearman (average ranks for ties), Pearson, Kendall tau-b
+ * (Knight's O(n log n) count), top-k overlap of |a|, cosine, and SSIM on
+ * 2-D maps (Wang et al. 2004: Gaussian window sigma 1.5 truncated at
+ * radius 5, i.e. 11x11).
  * Each works on the flattened float64 rows of one sample; a quantity that
  * is undefined (a constant row for a correlation, a zero row for cosine)
  * gives NaN, as scipy does. */
@@ -292,6 +294,80 @@ kdx_status kdx_attr_similarity(kdx_sim_kind kind, const kdx_tensor *a, const kdx
         kdx_tensor_release(r);
         return s;
     }
+    *out = r;
+    return KDX_OK;
+}
+
+/* ---- sparseness and complexity (no model) ---- */
+
+static kdx_status per_sample(const char *fname, const kdx_tensor *attr, kdx_tensor **ad, kdx_tensor **r, int64_t *N,
+                             int64_t *d)
+{
+    KDX_TRY(kdx__check_float(fname, "attr", attr));
+    if (attr->ndim < 1 || attr->shape[0] < 1 || kdx_tensor_numel(attr) < 1)
+        return kdx_fail(KDX_ESHAPE, "%s: attr must be a non-empty batch [N, ...], got %s", fname, kdx__shp(attr));
+    *N = attr->shape[0], *d = kdx_tensor_numel(attr) / *N;
+    KDX_TRY(kdx__f64(attr, ad));
+    kdx_status s = kdx__new(fname, KDX_DTYPE_F64, 1, N, r);
+    if (s != KDX_OK) {
+        kdx_tensor_release(*ad);
+        *ad = NULL;
+    }
+    return s;
+}
+
+kdx_status kdx_metric_sparseness(const kdx_tensor *attr, int abs_value, int normalise, kdx_tensor **out)
+{
+    const char *fname = "sparseness";
+    kdx_tensor *ad = NULL, *r = NULL;
+    int64_t N, d;
+    KDX_TRY(per_sample(fname, attr, &ad, &r, &N, &d));
+    size_t nb = (size_t)d * (sizeof(double) + 2 * sizeof(int64_t));
+    double *v = kdx__malloc_raw(nb), *res = kdx_tensor_data(r);
+    if (!v) {
+        KDX_RELEASE(ad, r);
+        return kdx_fail(KDX_ENOMEM, "%s: out of memory", fname);
+    }
+    int64_t *idx = (int64_t *)(v + d), *tmp = idx + d;
+    const double *a = kdx_tensor_data(ad);
+    for (int64_t i = 0; i < N; i++) {
+        double mx = 0, sum = 0, num = 0;
+        for (int64_t j = 0; j < d; j++) mx = fmax(mx, fabs(a[i * d + j]));
+        for (int64_t j = 0; j < d; j++) {
+            double t = normalise && mx > 0 ? a[i * d + j] / mx : a[i * d + j];
+            v[j] = (abs_value ? fabs(t) : t) + 1e-7; /* Quantus' 1e-7 keeps a zero map defined */
+        }
+        kdx__argsort(v, d, 0, idx, tmp);
+        for (int64_t j = 0; j < d; j++) {
+            double x = v[idx[j]];
+            num += (double)(2 * (j + 1) - d - 1) * x;
+            sum += x;
+        }
+        res[i] = num / ((double)d * sum);
+    }
+    kdx__free(v, nb);
+    kdx_tensor_release(ad);
+    *out = r;
+    return KDX_OK;
+}
+
+kdx_status kdx_metric_complexity(const kdx_tensor *attr, kdx_tensor **out)
+{
+    kdx_tensor *ad = NULL, *r = NULL;
+    int64_t N, d;
+    KDX_TRY(per_sample("complexity", attr, &ad, &r, &N, &d));
+    const double *a = kdx_tensor_data(ad);
+    double *res = kdx_tensor_data(r);
+    for (int64_t i = 0; i < N; i++) {
+        double sum = 0, h = 0;
+        for (int64_t j = 0; j < d; j++) sum += fabs(a[i * d + j]);
+        for (int64_t j = 0; sum > 0 && j < d; j++) {
+            double p = fabs(a[i * d + j]) / sum;
+            if (p > 0) h -= p * log(p);
+        }
+        res[i] = h;
+    }
+    kdx_tensor_release(ad);
     *out = r;
     return KDX_OK;
 }
