@@ -16,9 +16,9 @@ if not path then
   os.exit(2)
 end
 
-local HIGHER_IS_BETTER = {matmul = true, conv = false, add = false}
+local HIGHER_IS_BETTER = {matmul = true, conv = false, add = false, explain = false}
 
-local cells, info, threads_seen, keys_seen = {}, {}, {}, {matmul = {}, conv = {}}
+local cells, info, threads_seen, keys_seen = {}, {}, {}, {matmul = {}, conv = {}, explain = {}}
 local series, train_threads_seen = {}, {} -- "train kdx 2 mlp:epoch" -> {values...}
 for line in io.lines(path) do
   local who, key, value = line:match("^info (%S+) (%S+) ?(.*)$")
@@ -234,5 +234,25 @@ if tother and #train_threads > 0 then
     print("   WARNING: the machine was busy; the times (the 2-thread ones most) are unreliable")
   end
 end
+print()
+
+-- 5. attribution methods
+local EXPLAIN_LABEL = {saliency = "saliency (64 images)", ig50 = "integrated gradients, 50 steps",
+  occlusion4x4 = "occlusion, 4x4 window, stride 4", kernelshap = "KernelSHAP, 49 patches, 512 samples"}
+local w5 = {3, -36, 8, 11, 9, 5}
+print("5. attributions on a Fashion-MNIST CNN, ms per image (lower is better); PyTorch = a hand-written loop")
+print("   goal: kdx at least as fast as PyTorch on every method (kdx/torch <= 1.00)")
+row(w5, {"thr", "method", "kdx ms", "PyTorch ms", "kdx/torch", "goal"})
+rule(w5)
+for _, t in ipairs(threads) do
+  for _, key in ipairs(keys_seen.explain) do
+    local k, p = get("explain", "kdx", t, key), get("explain", "torch", t, key)
+    local r = ratio(k, p)
+    local goal = r and (r <= 1.0 and "ok" or "MISS") or "n/a"
+    if goal == "MISS" then misses = misses + 1 end
+    row(w5, {t, EXPLAIN_LABEL[key] or key, fmt(k, "%.3f"), fmt(p, "%.3f"), fmt(r, "%.2f"), goal})
+  end
+end
+if #keys_seen.explain == 0 then print("   (not run: KDX_BENCH_EXPLAIN=0)") end
 print()
 print(misses == 0 and "all goals met" or string.format("%d cell(s) miss their goal", misses))

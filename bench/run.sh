@@ -16,7 +16,8 @@
 # Knobs (environment): KDX_BENCH_ROUNDS (3), KDX_BENCH_SECONDS (0.3 per cell),
 # KDX_BENCH_THREADS ("1 2"), KDX_BENCH_SIZES (64,128,256,512,1024),
 # KDX_BENCH_EPOCHS (5; 0 skips training), KDX_BENCH_MODELS ("mlp cnn"),
-# KDX_BENCH_SEED (1; read by train.lua and train_torch.py).
+# KDX_BENCH_SEED (1; read by train.lua and train_torch.py), KDX_BENCH_EXPLAIN (1;
+# 0 skips the attribution table).
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are left exactly as found.
 set -eu
 
@@ -108,6 +109,23 @@ while [ "$round" -le "$ROUNDS" ]; do
     round=$((round + 1))
 done
 mark kernels
+
+# 5. Attribution methods on a CNN (bench/explain.lua, bench/explain_torch.py),
+# once per thread count and round, kdx and PyTorch back to back.
+if [ "${KDX_BENCH_EXPLAIN:-1}" != 0 ]; then
+    round=1
+    while [ "$round" -le "$ROUNDS" ]; do
+        for t in $THREADS; do
+            echo "bench: attributions, round $round/$ROUNDS, $t thread(s)" >&2
+            run kdx-explain "$LUA" bench/explain.lua "$t"
+            if [ -x "$PY" ]; then
+                run PyTorch-explain env OPENBLAS_NUM_THREADS="$t" OMP_WAIT_POLICY=passive \
+                    "$PY" bench/explain_torch.py "$t"
+            fi
+        done
+        round=$((round + 1))
+    done
+fi
 
 # 4. Training on Fashion-MNIST. Each (model, thread count) trains once per
 # framework, kdx and PyTorch back to back so that both see the same load.

@@ -123,6 +123,38 @@ kdx_status kdx__attr_outputs(const char *fname, const kdx_model *m, const kdx_te
 kdx_status kdx__attr_row_targets(const char *fname, const kdx_tensor *target, int64_t N, const kdx_tensor *ids,
                                  kdx_tensor **out);
 
+/* ---- perturbation methods (attr_mask.c) ---- */
+/* Feature groups: the group of every element of a sample. */
+typedef struct kdx__groups {
+    int64_t N, per;      /* samples; elements per sample */
+    const int64_t *ids;  /* group of each element: [per] for all samples, or [N * per] */
+    int per_sample;      /* ids differ between samples */
+    int64_t *nfeat;      /* [N]: features of sample i (its largest id + 1) */
+    int64_t max_feat;    /* the largest nfeat */
+    size_t bytes;
+} kdx__groups;
+/* Groups from mask (NULL: every element its own feature; else int64 0-based
+   ids of one sample's shape or x's, broadcast). Free with kdx__attr_groups_free. */
+kdx_status kdx__attr_groups(const char *fname, const kdx_tensor *x, const kdx_tensor *mask, kdx__groups *g);
+void kdx__attr_groups_free(kdx__groups *g);
+static inline const int64_t *kdx__groups_of(const kdx__groups *g, int64_t i)
+{
+    return g->ids + (g->per_sample ? i * g->per : 0);
+}
+/* A contiguous tensor of x's shape and dtype: baseline (NULL: zeros) broadcast. */
+kdx_status kdx__attr_baseline(const char *fname, const kdx_tensor *x, const kdx_tensor *baseline, kdx_tensor **out);
+/* dst = x where the element's feature is present (present[id] != 0), else
+   base; x, base, dst: one sample's contiguous data (float32 or float64). */
+void kdx__attr_mix_row(const kdx__groups *g, int64_t i, const unsigned char *present, const char *x, const char *base,
+                       char *dst, kdx_dtype dt);
+/* Writes perturbed row r (one sample's elements, x's dtype) to dst and the
+   sample it belongs to (0-based) to *sample. */
+typedef kdx_status (*kdx__row_fill)(void *ud, int64_t r, char *dst, int64_t *sample);
+/* Runs R rows made by fill through the model, at most batch_size rows per
+   call, and writes each row's target output (its sample's target) to out[R]. */
+kdx_status kdx__attr_eval_rows(const char *fname, const kdx_model *m, const kdx_tensor *x, const kdx_tensor *target,
+                               int64_t R, kdx__row_fill fill, void *ud, int64_t batch_size, double *out);
+
 /* ---- expressions for backward formulas (expr.c) ----
  * A scope owns the temporaries of a formula: each E_* call runs one public
  * (recording) op, keeps its result in the scope and returns it, or returns

@@ -8,7 +8,8 @@
 #   scripts/deps.sh --fuzz   also clang and its libFuzzer runtime (make fuzz)
 set -eu
 
-PKGS="lua5.4 liblua5.4-dev libopenblas-dev libstb-dev zlib1g-dev lua-busted luarocks pkg-config gcc make"
+# chromium: spec/report_spec.lua renders reports headless.
+PKGS="lua5.4 liblua5.4-dev libopenblas-dev libstb-dev zlib1g-dev lua-busted luarocks pkg-config gcc make chromium"
 for arg in "$@"; do
     case "$arg" in
         --data) PKGS="$PKGS dataset-fashion-mnist" ;;

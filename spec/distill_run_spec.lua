@@ -312,7 +312,7 @@ describe("kdx.distill.run", function()
       return a
     end
     local cases = {
-      {with{loss = {kdd = 1}}, "unknown loss term 'kdd' %(known: at, cc, ce, consistency, crd, dkd, hint, kd, nst, pkt, rkd, soft_ce, sp"},
+      {with{loss = {kdd = 1}}, "unknown loss term 'kdd' %(known: at, attribution_match, cc, ce, consistency, crd, dkd, gradcam_match, hint, input_gradient_match, kd, nst, pkt, rkd, soft_ce, sp"},
       {with{loss = {kd = -1}}, "the weight of loss term 'kd' must be a non%-negative number"},
       {with{loss = {at = 1}}, "feature terms %(hint, at, sp, nst%) need hints"},
       {with{teacher = false, loss = {kd = 1}}, "teacher must be a kdx.nn module"},

@@ -90,6 +90,9 @@ void kdxL_checkmodel(lua_State *L, int arg, const char *fname, kdxL_model *lm, k
 /* An attribution target at arg: nil (NULL), a 1-based class, or 1-based
    classes (table or int64 tensor) -> 0-based int64, pushed. */
 kdx_tensor *kdxL_checktarget(lua_State *L, int arg, const char *fname);
+/* A feature mask at arg: nil (NULL) or 1-based int64 group ids (tensor or
+   table) -> 0-based int64, pushed. */
+kdx_tensor *kdxL_optfeaturemask(lua_State *L, int arg, const char *fname);
 
 /* Registration of each part of the binding into the module table (at -1) and
    the tensor methods table (at methods). */

@@ -49,6 +49,19 @@ kdx_tensor *kdxL_checktarget(lua_State *L, int arg, const char *fname)
     return *box;
 }
 
+kdx_tensor *kdxL_optfeaturemask(lua_State *L, int arg, const char *fname)
+{
+    if (lua_isnoneornil(L, arg)) return NULL;
+    kdx_tensor *t = kdxL_totensor(L, arg);
+    if (!t) t = kdxL_astensor(L, arg, fname, KDX_DTYPE_I64);
+    if (kdx_tensor_dtype(t) != KDX_DTYPE_I64)
+        luaL_error(L, "kdx.explain.%s: feature_mask must hold int64 group ids, got %s", fname,
+                   kdx_dtype_name(kdx_tensor_dtype(t)));
+    kdx_tensor **box = kdxL_newbox(L);
+    kdxL_check(L, kdx_binary_scalar(KDX_BIN_SUB, t, 1, 0, box)); /* 1-based in Lua */
+    return *box;
+}
+
 void kdxL_checkmodel(lua_State *L, int arg, const char *fname, kdxL_model *lm, kdx_model *m)
 {
     int t = lua_type(L, arg);

@@ -125,6 +125,7 @@ local lazy = {
   viz = {"kdx.viz"},
   explain = {"kdx.explain"},
   distill = {"kdx.distill"},
+  report = {"kdx.report"},
   train = {"kdx.train", "train"},
   evaluate = {"kdx.train", "evaluate"},
 }

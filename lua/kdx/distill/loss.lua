@@ -307,4 +307,7 @@ function M.pseudo_labels(t, opts)
   return call(fname, core.pseudo_labels, t, o.mode == "soft", o.T, o.threshold, o.smoothing)
 end
 
+-- Explanation-aware terms (they run the models themselves): see explain_loss.lua.
+for name, fn in pairs(require "kdx.distill.explain_loss") do M[name] = fn end
+
 return M

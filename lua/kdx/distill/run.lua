@@ -34,6 +34,9 @@ local TERMS = {
   hint = {kind = "features"}, at = {kind = "features"}, sp = {kind = "features"}, nst = {kind = "features"},
   rkd = {kind = "embeddings"}, pkt = {kind = "embeddings"}, cc = {kind = "embeddings"},
   crd = {kind = "embeddings"}, -- a kdx.distill.CRD module, which also needs the samples' indices
+  -- explanation-aware terms run both models on the batch themselves
+  input_gradient_match = {kind = "models", labels = true}, gradcam_match = {kind = "models", labels = true},
+  attribution_match = {kind = "models", labels = true},
 }
 M.TERMS = TERMS
 
@@ -329,6 +332,7 @@ local function compute_terms(terms, ctx, L, T, lopts, factor, conn)
     elseif term.kind == "logits" then v = L[name](ctx.student, ctx.teacher, merge({T = T}, o))
     elseif name == "crd" then v = conn.crd(ctx.student_embedding, ctx.teacher_embedding, ctx.index)
     elseif term.kind == "embeddings" then v = L[name](ctx.student_embedding, ctx.teacher_embedding, o)
+    elseif term.kind == "models" then v = L[name](ctx.student_model, ctx.teacher_model, ctx.x, ctx.y, o)
     else
       for i, pair in ipairs(ctx.pairs) do
         local fs = name == "hint" and pair.regressed or pair.student
@@ -357,7 +361,7 @@ local function plan(fname, args)
     needs[t.kind] = true
     if t.name == "crd" and not t.fn then p.needs_crd = true end
   end
-  if (needs.logits or needs.features or needs.embeddings) and not teacher then
+  if (needs.logits or needs.features or needs.embeddings or needs.models) and not teacher then
     fail(fname, "teacher is required for the distillation terms of loss")
   end
   local hints = args.hints or {}
@@ -434,7 +438,7 @@ local function make_step(fname, args, p, opt, conn, t_out, state)
   local T, lopts, L = args.T or 4, args.loss_opts or {}, loss_module()
   return function(x, y, key)
     local ctx = {x = x, y = y, pairs = {}, epoch = state.epoch, warmup = state.factor,
-      index = kdx.is_tensor(key) and key or nil}
+      index = kdx.is_tensor(key) and key or nil, student_model = student, teacher_model = teacher}
     if teacher then
       local t = t_out(x, key)
       ctx.teacher, ctx.teacher_embedding = t.logits, t.emb

@@ -19,6 +19,7 @@ local where = {
   Sequential = {"kdx.nn.container", "Sequential"},
   ModuleList = {"kdx.nn.container", "ModuleList"},
   ModuleDict = {"kdx.nn.container", "ModuleDict"},
+  SoftDecisionTree = {"kdx.nn.soft_tree"},
   functional = {"kdx.nn.functional"},
   init = {"kdx.nn.initializers"},
   utils = {"kdx.nn.utils"},
