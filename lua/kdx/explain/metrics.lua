@@ -15,6 +15,16 @@ local M = {}
 
 local function fail(name, fmt, ...) common.fail("metrics." .. name, fmt, ...) end
 
+-- Calls core.<fn>; an engine error is raised again at the user's line.
+local function run(fn, ...)
+  local res = table.pack(pcall(core[fn], ...))
+  if res[1] then return table.unpack(res, 2, res.n) end
+  local msg = tostring(res[2]):gsub("^[^\n]-:%d+: ", "", 1)
+  local name, rest = msg:match("^kdx%.explain%.(.-): (.*)$")
+  if not name then error(res[2], 0) end
+  common.fail(name, "%s", rest)
+end
+
 local function check_tensor(name, what, v)
   if not kdx.is_tensor(v) then fail(name, "%s must be a tensor, got %s", what, args.what(v)) end
   return v
@@ -61,7 +71,7 @@ function M.deletion(model, x, attr, opts)
   local m, o, raw = model_opts("deletion", model, x, attr, opts)
   o.steps = common.int("metrics.deletion", raw, "steps", 20, 1)
   o.insertion = false
-  return core._metric_deletion(m, x, as_features(x, attr), o)
+  return run("_metric_deletion", m, x, as_features(x, attr), o)
 end
 
 --- Insertion curve: as deletion, starting from the baseline and putting the
@@ -70,7 +80,7 @@ function M.insertion(model, x, attr, opts)
   local m, o, raw = model_opts("insertion", model, x, attr, opts)
   o.steps = common.int("metrics.insertion", raw, "steps", 20, 1)
   o.insertion = true
-  return core._metric_deletion(m, x, as_features(x, attr), o)
+  return run("_metric_deletion", m, x, as_features(x, attr), o)
 end
 
 --- Infidelity (Yeh et al. 2019, Captum): mean over opts.n_perturb_samples = 10 draws
@@ -87,7 +97,7 @@ function M.infidelity(model, x, attr, opts)
   if o.noise_std < 0 then fail("infidelity", "noise_std must be >= 0, got %g", o.noise_std) end
   o.n_perturb_samples = common.int("metrics.infidelity", raw, "n_perturb_samples", 10, 1)
   o.normalize = check_bool("infidelity", raw, "normalize", false)
-  return core._metric_infidelity(m, x, as_features(x, attr), o)
+  return run("_metric_infidelity", m, x, as_features(x, attr), o)
 end
 
 -- Per-sample targets picked for rows of samples ids (1-based int64 tensor).
@@ -141,7 +151,7 @@ function M.max_sensitivity(model, x, attr, opts)
     n_perturb_samples = common.int("metrics.max_sensitivity", opts, "n_perturb_samples", 10, 1),
   }
   if o.radius < 0 then fail("max_sensitivity", "radius must be >= 0, got %g", o.radius) end
-  return core._metric_max_sensitivity(e, x, attr, o)
+  return run("_metric_max_sensitivity", e, x, attr, o)
 end
 
 --- Faithfulness correlation (Bhatt et al. 2020, Quantus): Pearson, over
@@ -154,14 +164,14 @@ function M.faithfulness_correlation(model, x, attr, opts)
   local d = a:numel() // math.max(1, a:size(1))
   o.subset_size = common.int("metrics." .. name, raw, "subset_size", math.min(224, math.max(1, d // 4)), 1)
   o.nr_runs = common.int("metrics." .. name, raw, "nr_runs", 100, 2)
-  return core._metric_faithfulness_correlation(m, x, a, o)
+  return run("_metric_faithfulness_correlation", m, x, a, o)
 end
 
 --- Completeness gap sum(attr) - (f(x) - f(opts.baseline)) per sample (0 for a
 -- complete attribution; Quantus' Completeness returns whether it is ~0).
 function M.completeness(model, x, attr, opts)
   local m, o = model_opts("completeness", model, x, attr, opts)
-  return core._metric_completeness(m, x, attr, o)
+  return run("_metric_completeness", m, x, attr, o)
 end
 
 --- Sparseness: the Gini index of |attr| per sample (Chalasani et al. 2020,
@@ -169,7 +179,7 @@ end
 function M.sparseness(attr, opts)
   opts = opts or {}
   check_tensor("sparseness", "attr", attr)
-  return core._metric_sparseness(attr, check_bool("sparseness", opts, "abs", true),
+  return run("_metric_sparseness", attr, check_bool("sparseness", opts, "abs", true),
     check_bool("sparseness", opts, "normalise", true))
 end
 
@@ -177,7 +187,7 @@ end
 -- (Bhatt et al. 2020, Quantus Complexity).
 function M.complexity(attr)
   check_tensor("complexity", "attr", attr)
-  return core._metric_complexity(attr)
+  return run("_metric_complexity", attr)
 end
 
 -- Layers of a module that own parameters, in module order: {name, params}.
@@ -243,7 +253,7 @@ function M.randomization_check(model, x, attr, opts)
       or sim == "ssim" and common.num("metrics." .. name, opts, "data_range", 0) or 0,
     abs = check_bool(name, opts, "abs", true),
   }
-  local s = core._metric_randomization(e, x, attr, params, layer_of, #layers, o)
+  local s = run("_metric_randomization", e, x, attr, params, layer_of, #layers, o)
   local out = {{layer = "none", similarity = s:select(1, 1)}}
   for l, layer in ipairs(layers) do out[l + 1] = {layer = layer.name, similarity = s:select(1, l + 1)} end
   return out
@@ -254,7 +264,7 @@ end
 local function similarity(kind, a, b, param)
   check_tensor(kind, "a", a)
   check_tensor(kind, "b", b)
-  return core._metric_similarity(kind, a, b, param)
+  return run("_metric_similarity", kind, a, b, param)
 end
 
 --- Spearman rank correlation per sample (average ranks for ties), as scipy.stats.spearmanr.
