@@ -832,6 +832,83 @@ kdx_status kdx_surrogate_linear_fit(const kdx_tensor *x, const kdx_tensor *y, co
 kdx_status kdx_surrogate_linear_objective(const kdx_tensor *x, const kdx_tensor *y, const kdx_tensor *weight,
                                           const kdx_tensor *coef, const kdx_tensor *intercept, double l1,
                                           double *out);
+/* ---- attribution metrics (attr_metrics.c, attr_similarity.c) ---- */
+
+/* Per-sample similarity of two attributions (flattened; SSIM on maps). */
+typedef enum kdx_sim_kind {
+    KDX_SIM_SPEARMAN, KDX_SIM_PEARSON, KDX_SIM_KENDALL, KDX_SIM_TOPK, KDX_SIM_COSINE, KDX_SIM_SSIM
+} kdx_sim_kind;
+/* Similarity of a and b ([N, ...], same shape; SSIM: [N, H, W] or [N, 1, H, W], H, W >= 11) per
+   sample: param is top-k's k (count >= 1 or fraction in (0, 1)) or SSIM's data range (<= 0:
+   max - min of each pair). [out] *out float64 [N]; NaN where undefined (constant rows). */
+kdx_status kdx_attr_similarity(kdx_sim_kind kind, const kdx_tensor *a, const kdx_tensor *b, double param,
+                               kdx_tensor **out);
+
+/* An explanation method as a callback: *attr = its attributions for rows x [B, ...] that
+   belong to samples ids (int64 [B], 0-based), a new reference. */
+typedef kdx_status (*kdx_explain_fn)(void *ud, const kdx_tensor *x, const kdx_tensor *ids, kdx_tensor **attr);
+typedef struct kdx_explainer {
+    kdx_explain_fn explain;
+    void *ud;
+} kdx_explainer;
+/* A perturbation for infidelity: *noise = I for rows x of samples ids, *perturbed the input
+   to evaluate (left NULL: x - I). New references. */
+typedef kdx_status (*kdx_perturb_fn)(void *ud, const kdx_tensor *x, const kdx_tensor *ids, kdx_tensor **noise,
+                                     kdx_tensor **perturbed);
+typedef struct kdx_perturber {
+    kdx_perturb_fn perturb;
+    void *ud;
+} kdx_perturber;
+/* What every model-running metric shares: target (0-based classes or one class, NULL for a
+   model returning [N]), baseline (NULL: zeros; broadcast to x), rows per model call, seed, and
+   softmax (1: the target's probability instead of the raw output). */
+typedef struct kdx_metric_opts {
+    const kdx_tensor *target;
+    const kdx_tensor *baseline;
+    int64_t batch_size;
+    uint64_t seed;
+    int softmax;
+} kdx_metric_opts;
+/* Deletion (insertion = 0) or insertion curve: features (elements of attr, which is x's shape
+   or broadcasts to it per sample) in descending attribution are set to the baseline (deletion)
+   or taken from x into the baseline (insertion), steps equal chunks. [out] *curves [N, steps+1],
+   *auc [N] (trapezoid on [0, 1]), float64. */
+kdx_status kdx_metric_deletion(const kdx_model *m, const kdx_tensor *x, const kdx_tensor *attr,
+                               const kdx_metric_opts *o, int steps, int insertion, kdx_tensor **curves,
+                               kdx_tensor **auc);
+/* Infidelity (Yeh et al., Captum): E_I[(I . attr - (f(x) - f(x - I)))^2] over n_samples
+   perturbations I ~ N(0, noise_std^2) per element, or from p (may be NULL); normalize rescales
+   attr by the least-squares beta first. [out] *out float64 [N]. */
+kdx_status kdx_metric_infidelity(const kdx_model *m, const kdx_tensor *x, const kdx_tensor *attr,
+                                 const kdx_metric_opts *o, const kdx_perturber *p, double noise_std, int n_samples,
+                                 int normalize, kdx_tensor **out);
+/* Max-sensitivity (Captum sensitivity_max): max over n_samples points x + U(-radius, radius)
+   of ||e(x') - attr|| / ||attr|| (Frobenius; a zero norm divides by 1); attr NULL: e(x).
+   [out] *out float64 [N]. */
+kdx_status kdx_metric_max_sensitivity(const kdx_explainer *e, const kdx_tensor *x, const kdx_tensor *attr,
+                                      const kdx_metric_opts *o, double radius, int n_samples, kdx_tensor **out);
+/* Faithfulness correlation (Bhatt et al., Quantus): Pearson over nr_runs random subsets S of
+   subset_size features of sum_{S} attr and f(x) - f(x with S at the baseline). [out] [N]. */
+kdx_status kdx_metric_faithfulness_correlation(const kdx_model *m, const kdx_tensor *x, const kdx_tensor *attr,
+                                               const kdx_metric_opts *o, int64_t subset_size, int nr_runs,
+                                               kdx_tensor **out);
+/* Completeness gap sum(attr) - (f(x) - f(baseline)) per sample. [out] *out float64 [N]. */
+kdx_status kdx_metric_completeness(const kdx_model *m, const kdx_tensor *x, const kdx_tensor *attr,
+                                   const kdx_metric_opts *o, kdx_tensor **out);
+/* Sparseness (Gini index, Quantus): sorted v = |a| (abs) / max (normalise) + 1e-7,
+   sum_i (2i - n - 1) v_i / (n sum v). [out] *out float64 [N]. */
+kdx_status kdx_metric_sparseness(const kdx_tensor *attr, int abs_value, int normalise, kdx_tensor **out);
+/* Complexity: entropy (natural log) of |a| / sum |a| per sample (0 for a zero row). [out] [N]. */
+kdx_status kdx_metric_complexity(const kdx_tensor *attr, kdx_tensor **out);
+/* Cascading randomisation (Adebayo et al.): layers 0..nlayers-1 (params[i] belongs to layer
+   layer_of[i]) are redrawn in that order, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) from seed,
+   cumulatively; after each the explanation is recomputed and compared with attr (NULL: e(x))
+   by sim (on |.| when abs_value). Row 0 compares the unchanged model. Parameters are restored
+   on every path. [out] *out float64 [nlayers + 1, N]. */
+kdx_status kdx_metric_randomization(const kdx_explainer *e, const kdx_tensor *x, const kdx_tensor *attr,
+                                    const kdx_metric_opts *o, kdx_tensor *const *params, const int *layer_of,
+                                    int nparams, int nlayers, kdx_sim_kind sim, double sim_param, int abs_value,
+                                    kdx_tensor **out);
 
 /* ---- autograd ------------------------------------------------------------------ */
 

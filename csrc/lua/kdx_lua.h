@@ -107,6 +107,7 @@ void kdxL_open_modrules(lua_State *L, int methods);
 void kdxL_open_explain_layer(lua_State *L, int methods);
 void kdxL_open_explain_lrp(lua_State *L, int methods);
 void kdxL_open_explain_surrogate(lua_State *L, int methods);
+void kdxL_open_explain_metrics(lua_State *L, int methods);
 void kdxL_open_data(lua_State *L, int methods);
 void kdxL_open_augment(lua_State *L, int methods);
 void kdxL_open_image(lua_State *L, int methods);

@@ -149,6 +149,7 @@ int luaopen_kdx_core(lua_State *L)
     kdxL_open_explain_layer(L, methods);
     kdxL_open_explain_lrp(L, methods);
     kdxL_open_explain_surrogate(L, methods);
+    kdxL_open_explain_metrics(L, methods);
     kdxL_open_data(L, methods);
     kdxL_open_augment(L, methods);
     kdxL_open_image(L, methods);

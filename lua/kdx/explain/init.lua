@@ -41,6 +41,9 @@ function M.integrated_gradients(model, x, opts)
     o.batch_size or 128)
 end
 
+--- Metrics of attributions and similarities between two (kdx.explain.metrics).
+M.metrics = require "kdx.explain.metrics"
+
 -- The method families live in their own files; their public functions are
 -- merged into kdx.explain (a name defined twice is an error, not a shadow).
 for _, part in ipairs{"modrules", "gradlayer", "lrp", "perturb", "global", "surrogate", "compare"} do
