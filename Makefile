@@ -2,7 +2,7 @@
 #   make            libkdx.a (the engine, no Lua) and kdx/core.so (the Lua module)
 #   make test       installs missing packages, builds, runs the C tests and the specs
 #   make test SAN=1 the same under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make demo       the main job on the bundled data
+#   make demo       the main job on the bundled data (DATA=fashion_mnist: full size)
 #   make bench      kdx next to raw OpenBLAS and PyTorch
 #   make fuzz       the readers under libFuzzer (clang), FUZZ_SECONDS each
 
@@ -92,9 +92,13 @@ test: deps
 	@$(MAKE) --no-print-directory all $(CTEST_BIN)
 	@sh scripts/run_tests.sh all $(BUILD) $(CTEST_BIN)
 
-demo: deps
+# The vision case study (examples/09_fusion_vision.lua) on the bundled digits,
+# or DATA=fashion_mnist for the full-size version (deps.sh --data installs it).
+DATA ?= digits
+demo:
+	@sh scripts/deps.sh $(if $(filter fashion_mnist,$(DATA)),--data,)
 	@$(MAKE) --no-print-directory all
-	$(LUA) examples/01_tensor_tour.lua
+	$(LUA) examples/09_fusion_vision.lua --data $(DATA)
 
 bench: deps
 	@$(MAKE) --no-print-directory all

@@ -71,7 +71,7 @@ local top = order[1]
 local pd = explain.partial_dependence(prob, xte, {features = {top}, target = BENIGN, grid_resolution = 5})
 local cells = {}
 for i, v in ipairs(pd.grid[1]:totable()) do
-  cells[#cells + 1] = ("%.2f -> %.3f"):format(v * std:get(1, top) + mean:get(1, top), pd.average:get(i))
+  cells[#cells + 1] = ("%.2f -> %.3f"):format(v * std:reshape{-1}:get(top) + mean:reshape{-1}:get(top), pd.average:reshape{-1}:get(i))
 end
 print(("\nPartial dependence of P(benign) on %s (value -> probability): %s"):format(names[top],
   table.concat(cells, ", ")))

@@ -23,7 +23,7 @@ do
   end
 end
 if opt.data ~= "digits" and opt.data ~= "fashion_mnist" then error("--data must be digits or fashion_mnist") end
-local out_dir = opt.out or ("out/" .. (opt.small and "demo-small" or opt.data == "digits" and "demo" or "demo-fashion"))
+local out_dir = opt.out or (opt.small and "/tmp/kdx-demo-small" or opt.data == "digits" and "out/demo" or "out/demo-fashion")
 local t_start = kdx.clock()
 kdx.manual_seed(0)
 
@@ -55,7 +55,7 @@ local function cnn(width)
   return nn.Sequential{
     nn.Conv2d(1, width, 3, {padding = 1}), nn.ReLU(), nn.MaxPool2d(2),
     nn.Conv2d(width, 2 * width, 3, {padding = 1}), nn.ReLU(), nn.MaxPool2d(2),
-    nn.Flatten(), nn.Linear(2 * width * (side // 4) ^ 2, 10),
+    nn.Flatten(), nn.Linear(2 * width * (side // 4) * (side // 4), 10),
   }
 end
 local CAM_LAYER = "4"
@@ -63,7 +63,8 @@ local function adam(params) return kdx.optim.Adam(params, {lr = cfg.lr}) end
 local quiet = function() end
 
 local teacher = cnn(32)
-local t_hist = kdx.train{model = teacher, data = loader(1), eval_data = test, optimizer = adam(teacher:parameters()),
+local t_hist = kdx.train{model = teacher, data = loader(1), eval_data = kdx.data.DataLoader(test, {batch_size = 256}),
+  optimizer = adam(teacher:parameters()),
   epochs = cfg.teacher_epochs, progress = false, log = quiet}
 teacher:eval()
 

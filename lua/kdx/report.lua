@@ -124,7 +124,7 @@ M.json = json
 
 -- ---------------------------------------------------------------- SVG --
 
-local W, H, PAD = 560, 320, {l = 60, r = 150, t = 16, b = 44}
+local W, H, PAD = 720, 340, {l = 60, r = 250, t = 16, b = 44}
 local COLORS = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"}
 
 local function range(list)

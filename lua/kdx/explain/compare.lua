@@ -148,7 +148,7 @@ end
 --- A picture of sample i of a compare result: input | teacher map | student
 -- map | difference (student - teacher), the maps on one shared colour scale,
 -- as an RGB tensor [3, H, W] (opts.method: the first method by default;
--- opts.scale: the pixel factor, 3).
+-- opts.scale: the pixel factor, by default enough for tiles of >= 96 px).
 function M.compare_grid(result, i, opts)
   local fname = "compare_grid"
   opts = opts or {}
@@ -164,10 +164,11 @@ function M.compare_grid(result, i, opts)
   local scale = viz.shared_scale({t, s, s - t}, {clip_percentile = 99})
   local img = result.x:select(1, i)
   local tiles = {img, viz.heatmap(t, {scale = scale}), viz.heatmap(s, {scale = scale}),
-    viz.heatmap(s - t, {scale = scale})}
+    (viz.heatmap(s - t, {scale = scale}))}
   local rho = m.similarity.spearman:get(i)
   local labels = {"input", "teacher", "student", ("diff, rho %.2f"):format(rho)}
-  return viz.grid(tiles, {ncol = 4, labels = labels, scale = opts.scale or 3, pad = 3})
+  local w = img:size(img:dim())
+  return viz.grid(tiles, {ncol = 4, labels = labels, scale = opts.scale or math.max(1, math.ceil(96 / w)), pad = 3})
 end
 
 return M
