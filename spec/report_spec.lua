@@ -106,21 +106,24 @@ describe("kdx.report", function()
 
   -- The page as a browser shows it: headless Chromium (Debian's chromium,
   -- installed by scripts/deps.sh) takes a screenshot and dumps the DOM.
+  -- Chromium runs without the sanitizer runtime that `make test SAN=1`
+  -- preloads into lua5.4 (under it Chromium spins forever), and with a time limit.
   local chromium = io.popen("command -v chromium || command -v chromium-browser"):read("l")
+  local launch = chromium and ("env -u LD_PRELOAD -u ASAN_OPTIONS -u LSAN_OPTIONS timeout 120 " .. chromium)
   local render = chromium and it or pending
   render("renders in headless Chromium: a picture that is not blank, and every section named", function()
     local dir = tmpdir()
     local path = report.write(dir, sample_results(dir))
     local flags = "--headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1000,1400"
     local shot = dir .. "/shot.png"
-    os.execute(("%s %s --screenshot=%s file://%s >/dev/null 2>&1"):format(chromium, flags, shot, path))
+    os.execute(("%s %s --screenshot=%s file://%s >/dev/null 2>&1"):format(launch, flags, shot, path))
     local img = kdx.data.image(shot)
     assert.are.same({3, 1400, 1000}, {img:size(1), img:size(2), img:size(3)})
     -- not blank: dark pixels (text, axes) and coloured ones (the curves)
     local gray = img:mean(1)
     assert.is_true(gray:lt(0.5):sum():item() > 500, "almost no dark pixels: a blank page?")
     assert.is_true((img:select(1, 1) - img:select(1, 3)):abs():gt(0.3):sum():item() > 50, "no coloured pixels")
-    local p = io.popen(("%s %s --dump-dom file://%s 2>/dev/null"):format(chromium, flags, path))
+    local p = io.popen(("%s %s --dump-dom file://%s 2>/dev/null"):format(launch, flags, path))
     local dom = p:read("a")
     p:close()
     for _, title in ipairs{"Configuration", "Metrics", "Training curves", "Pareto front", "Explanation grid",
