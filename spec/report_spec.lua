@@ -37,6 +37,7 @@ local function sample_results(dir)
       {kind = "text_attributions", title = "Characters",
         items = {{tokens = {"h", "a", "u", "s"}, scores = {0.1, -0.5, 0.9, 0}, caption = "german"}}},
       {kind = "text", title = "Notes <&>", body = "one\n\ntwo"},
+      {kind = "code", title = "Rules", body = "if x <= 1 then\n  predict a\nend"},
     },
   }, dir
 end
@@ -80,6 +81,7 @@ describe("kdx.report", function()
     local html = read(path)
     assert.truthy(html:find("<h2>Training curves</h2>", 1, true))
     assert.truthy(html:find("<h2>Notes &lt;&amp;&gt;</h2>", 1, true))
+    assert.truthy(html:find("<pre>if x &lt;= 1 then\n  predict a\nend</pre>", 1, true))
     assert.truthy(html:find('src="data:image/png;base64,', 1, true))
     assert.is_nil(html:find("<script", 1, true))
     assert.are.equal('{"student": {"accuracy": 0.9, "curve": [1, 2.5, null]}, "teacher": {"accuracy": 0.93}}\n',
@@ -97,7 +99,7 @@ describe("kdx.report", function()
     assert.has_error(function() report.write(nil, {}) end, "kdx.report.write: dir must be a folder path, got nil")
     assert.has_error(function() report.write("/tmp/x", 3) end, "kdx.report.write: results must be a table, got number")
     assert.has_error(function() report.write("/tmp/x", {sections = {{kind = "pie"}}}) end,
-      "kdx.report.write: section 1 has kind pie (known: config, curves, images, scatter, table, text, text_attributions)")
+      "kdx.report.write: section 1 has kind pie (known: code, config, curves, images, scatter, table, text, text_attributions)")
     assert.has_error(function() report.write("/tmp/x", {checkpoints = {s = 3}}) end,
       "kdx.report.write: checkpoints.s must be a module, got number")
     assert.has_error(function() report.write("/proc/kdx-no-such/dir", {}) end,

@@ -11,6 +11,7 @@
 --   {kind = "images", title =, items = {{image = tensor [C,H,W] in [0,1] or a PNG path, caption =}, ...}}
 --   {kind = "text_attributions", title =, items = {{tokens = {...}, scores = {...}, caption =}, ...}}
 --   {kind = "text", title =, body = "paragraphs (blank line between)"}
+--   {kind = "code", title =, body = "preformatted text (rules, logs)"}
 -- @module kdx.report
 
 local kdx = require "kdx"
@@ -346,6 +347,8 @@ function RENDER.text(sec)
   return table.concat(out, "\n")
 end
 
+function RENDER.code(sec) return "<pre>" .. esc(sec.body or "") .. "</pre>" end
+
 local CSS = [[
 body { font-family: sans-serif; max-width: 1000px; margin: 2em auto; color: #222; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; border-bottom: 1px solid #ccc; margin-top: 2em; }
@@ -354,6 +357,7 @@ th { background: #f3f3f3; } table.kv th, table.kv td { text-align: left; }
 .images { display: flex; flex-wrap: wrap; gap: 12px; } figure { margin: 0; } figcaption { font-size: 0.85em; color: #555; }
 img { image-rendering: pixelated; } .tok { font-family: monospace; font-size: 1.2em; padding: 1px 0; }
 .cap { color: #555; font-size: 0.85em; } .caption { color: #555; font-size: 0.9em; }
+pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
 ]]
 
 local function check_sections(fname, sections)
@@ -361,7 +365,7 @@ local function check_sections(fname, sections)
   for i, sec in ipairs(sections) do
     if type(sec) ~= "table" then fail(fname, "section %d must be a table, got %s", i, args.what(sec)) end
     if not RENDER[sec.kind] then
-      fail(fname, "section %d has kind %s (known: config, curves, images, scatter, table, text, text_attributions)", i,
+      fail(fname, "section %d has kind %s (known: code, config, curves, images, scatter, table, text, text_attributions)", i,
         tostring(sec.kind))
     end
   end
