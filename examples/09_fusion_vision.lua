@@ -234,5 +234,13 @@ local path = kdx.report.write(out_dir, {
     {kind = "text", title = "A decision of the soft tree", body = path_text},
   },
 })
+-- the pictures also as files beside the report, for slides and docs
+for k, item in ipairs(pictures) do kdx.data.save_png(("%s/picture-%d.png"):format(out_dir, k), item.image) end
+do
+  local f = assert(io.open(out_dir .. "/pareto.svg.tmp", "w"))
+  f:write(kdx.report.scatter_chart(pareto, {x_label = "parameters", y_label = "accuracy %", front = "max_y_min_x"}))
+  f:close()
+  assert(os.rename(out_dir .. "/pareto.svg.tmp", out_dir .. "/pareto.svg"))
+end
 print(table.concat(summary, "\n"))
 print(path)
