@@ -203,6 +203,207 @@ function M.epoch_line(stats, epochs)
   return table.concat(parts, "  ")
 end
 
+-- ------------------------------------------------------ non-finite guard --
+
+--- True for a number that is neither NaN nor ±inf.
+function M.finite(v)
+  return v == v and v ~= math.huge and v ~= -math.huge
+end
+local finite = M.finite
+
+--- "NaN", "inf" or "-inf" for a non-finite number (the same on every platform).
+function M.nonfinite_name(v)
+  if v ~= v then return "NaN" end
+  return v > 0 and "inf" or "-inf"
+end
+
+--- Checks the gradients an optimizer is about to apply: nil when every one
+-- is finite, else "the gradient of <name> is not finite" (names: a table
+-- from parameter to name; unnamed ones are "parameter <i> of group <g>").
+function M.bad_gradient(opt, names)
+  for gi, g in ipairs(opt.param_groups) do
+    for i, p in ipairs(g.params) do
+      local grad = p.grad
+      -- a sum is NaN or ±inf when an element is; confirm element-wise, since
+      -- a sum of large finite values can overflow
+      if grad and not finite(grad:sum():item())
+        and (grad:ne(grad):sum():item() > 0 or grad:abs():eq(math.huge):sum():item() > 0) then
+        return ("the gradient of %s is not finite"):format(names and names[p] or
+          ("parameter %d of group %d"):format(i, gi))
+      end
+    end
+  end
+  return nil
+end
+
+--- A map from each parameter of the modules to its name: modules is a list
+-- of {prefix, module}; names are prefix .. parameter name.
+function M.param_names(modules)
+  local names = {}
+  for _, m in ipairs(modules) do
+    for name, p in m[2]:named_parameters() do names[p] = m[1] .. name end
+  end
+  return names
+end
+
+-- ----------------------------------------------------------- checkpoints --
+
+-- Lua values as the text of a Lua constructor, read back by a chunk with no
+-- environment: numbers exactly (%q writes floats in hex, NaN and ±inf as
+-- expressions), strings, booleans and tables of them. Other values (functions,
+-- userdata) are left out.
+local function serialize(v, out)
+  local t = type(v)
+  if t == "number" or t == "string" then out[#out + 1] = ("%q"):format(v)
+  elseif t == "boolean" then out[#out + 1] = tostring(v)
+  elseif t == "table" then
+    local keys = {}
+    for k, x in pairs(v) do
+      local kt, xt = type(k), type(x)
+      if (kt == "number" or kt == "string") and (xt == "number" or xt == "string" or xt == "boolean" or xt == "table") then
+        keys[#keys + 1] = k
+      end
+    end
+    table.sort(keys, function(a, b)
+      if type(a) == type(b) then return a < b end
+      return type(a) == "number"
+    end)
+    out[#out + 1] = "{"
+    for _, k in ipairs(keys) do
+      out[#out + 1] = "["
+      serialize(k, out)
+      out[#out + 1] = "]="
+      serialize(v[k], out)
+      out[#out + 1] = ","
+    end
+    out[#out + 1] = "}"
+  else
+    out[#out + 1] = "nil"
+  end
+end
+
+-- A copy of v with every tensor moved into `tensors` under prefix .. path
+-- and replaced by {__tensor = name}.
+local function pack(v, tensors, prefix)
+  if kdx.is_tensor(v) then
+    tensors[prefix] = v
+    return {__tensor = prefix}
+  end
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = pack(x, tensors, prefix .. "." .. tostring(k)) end
+  return out
+end
+
+-- The inverse of pack; nil, name when a tensor is missing from the file.
+local function unpack_tensors(v, tensors)
+  if type(v) ~= "table" then return v end
+  if v.__tensor then
+    local t = tensors[v.__tensor]
+    if not t then error({missing = v.__tensor}) end
+    return t
+  end
+  local out = {}
+  for k, x in pairs(v) do out[k] = unpack_tensors(x, tensors) end
+  return out
+end
+
+local CHECKPOINT_VERSION = 1
+
+-- Checks spec.checkpoint: nil or {path = string, every = positive integer}.
+local function check_checkpoint_opts(fname, spec)
+  local ck = spec.checkpoint
+  if ck ~= nil then
+    if type(ck) ~= "table" or type(ck.path) ~= "string" or ck.path == "" then
+      fail(fname, "checkpoint must be {path = \"run.ckpt\", every = steps}")
+    end
+    local every = ck.every or 100
+    if math.type(every) ~= "integer" or every < 1 then fail(fname, "checkpoint.every must be a positive integer (steps)") end
+    for k in pairs(ck) do
+      if k ~= "path" and k ~= "every" then fail(fname, "unknown checkpoint option '%s' (path, every)", tostring(k)) end
+    end
+    if spec.scheduler and not (spec.scheduler.state_dict and spec.scheduler.load_state_dict) then
+      fail(fname, "the scheduler has no state_dict/load_state_dict, so it cannot be checkpointed")
+    end
+    ck = {path = ck.path, every = every}
+  end
+  if spec.resume ~= nil and (type(spec.resume) ~= "string" or spec.resume == "") then
+    fail(fname, "resume must be the path of a checkpoint file")
+  end
+  return ck
+end
+
+-- Writes the whole training state to ck.path (atomically, through kdx.save).
+local function save_checkpoint(spec, path, st)
+  local tensors = {}
+  local names = {}
+  for _, m in ipairs(spec.modules or {}) do
+    names[#names + 1] = m[1]
+    for k, t in pairs(m[2]:state_dict()) do tensors["module." .. m[1] .. "." .. k] = t end
+  end
+  st.modules = names
+  if spec.optimizer then st.optimizer = pack(spec.optimizer:state_dict(), tensors, "optimizer") end
+  if spec.scheduler then st.scheduler = pack(spec.scheduler:state_dict(), tensors, "scheduler") end
+  st.version = CHECKPOINT_VERSION
+  local out = {}
+  serialize(st, out)
+  kdx.save(path, tensors, {["kdx.checkpoint"] = table.concat(out), ["kdx.step"] = tostring(st.global_step)})
+end
+
+--- Reads a checkpoint written by a training loop and restores the modules,
+-- optimizer and scheduler of spec; returns the loop's state (epoch, step,
+-- global_step, rng, loader_epoch, history, partial). Errors name fname.
+function M.load_checkpoint(fname, spec, path)
+  local ok, tensors, meta = pcall(kdx.load, path)
+  if not ok then
+    fail(fname, "cannot resume from %s: %s", path, tostring(tensors):gsub("^kdx%.load: ", ""):gsub("^.-: ", "", 1))
+  end
+  local text = meta["kdx.checkpoint"]
+  if type(text) ~= "string" then fail(fname, "cannot resume from %s: not a training checkpoint (no kdx.checkpoint metadata)", path) end
+  local chunk = load("return " .. text, "=checkpoint", "t", {})
+  local st
+  if chunk then ok, st = pcall(chunk) end
+  if not chunk or not ok or type(st) ~= "table" or st.version ~= CHECKPOINT_VERSION or math.type(st.epoch) ~= "integer"
+    or math.type(st.step) ~= "integer" or type(st.history) ~= "table" or type(st.partial) ~= "table"
+    or type(st.rng) ~= "table" or tostring(st.global_step) ~= meta["kdx.step"] then
+    fail(fname, "cannot resume from %s: the checkpoint's training state is corrupt", path)
+  end
+  for _, k in ipairs{"sum", "n", "correct", "seen", "skipped", "step", "seconds"} do
+    if type(st.partial[k]) ~= "number" then fail(fname, "cannot resume from %s: the checkpoint's training state is corrupt", path) end
+  end
+  if st.fname ~= fname then fail(fname, "cannot resume from %s: it was written by %s", path, tostring(st.fname)) end
+  local want, have = {}, {}
+  for _, m in ipairs(spec.modules or {}) do want[#want + 1] = m[1] end
+  for _, n in ipairs(st.modules or {}) do have[#have + 1] = n end
+  if table.concat(want, ", ") ~= table.concat(have, ", ") then
+    fail(fname, "cannot resume from %s: it holds the modules {%s}, this run trains {%s}", path,
+      table.concat(have, ", "), table.concat(want, ", "))
+  end
+  local function try(what, f, ...)
+    local good, err = pcall(f, ...)
+    if not good then
+      if type(err) == "table" and err.missing then err = "tensor " .. err.missing .. " is missing" end
+      fail(fname, "cannot resume from %s: %s: %s", path, what, tostring(err))
+    end
+    return err
+  end
+  for _, m in ipairs(spec.modules or {}) do
+    local prefix, sd = "module." .. m[1] .. ".", {}
+    for k, t in pairs(tensors) do if k:sub(1, #prefix) == prefix then sd[k:sub(#prefix + 1)] = t end end
+    try(m[1], m[2].load_state_dict, m[2], sd)
+  end
+  if spec.optimizer then
+    if not st.optimizer then fail(fname, "cannot resume from %s: it holds no optimizer state", path) end
+    local sd = try("optimizer", unpack_tensors, st.optimizer, tensors)
+    try("optimizer", spec.optimizer.load_state_dict, spec.optimizer, sd)
+  end
+  if spec.scheduler then
+    if not st.scheduler then fail(fname, "cannot resume from %s: it holds no scheduler state", path) end
+    try("scheduler", spec.scheduler.load_state_dict, spec.scheduler, try("scheduler", unpack_tensors, st.scheduler, tensors))
+  end
+  return st
+end
+
 -- ---------------------------------------------------------------- epochs --
 
 --- Runs the epochs of a training loop and returns the history.
@@ -210,38 +411,87 @@ end
 -- "auto"), log (function(line); default print; false for none), indexed
 -- (yield batch keys, see indexed_batches), begin_epoch(epoch),
 -- step(x, y, key) -> loss (number), batch size, correct (number or nil),
--- terms (table of named numbers or nil), end_epoch(epoch, stats),
--- on_epoch(epoch, stats) (return false to stop), lr() (the current rate).
+-- terms (table of named numbers or nil) -- or nil, reason when the step
+-- found a non-finite loss or gradient and did not update --,
+-- end_epoch(epoch, stats), on_epoch(epoch, stats) (return false to stop),
+-- lr() (the current rate); on_nonfinite ("error" or "skip"); checkpoint
+-- ({path, every}), resume (a path), and for them modules (a list of
+-- {name, module}), optimizer and scheduler, whose state a checkpoint holds.
 -- Each stats table holds epoch, loss and terms (per-sample means), accuracy
 -- (when the step counts correct predictions), seconds, samples_per_second,
--- lr, and whatever end_epoch adds.
+-- lr, skipped (steps skipped as non-finite), and whatever end_epoch adds.
 function M.run_epochs(spec)
   local fname, epochs = spec.fname, spec.epochs or 1
   local log = spec.log
   if log == nil then log = print end
+  local mode = spec.on_nonfinite or "error"
+  if mode ~= "error" and mode ~= "skip" then fail(fname, "on_nonfinite must be \"error\" or \"skip\"") end
+  local ck = check_checkpoint_opts(fname, spec)
   local enabled = spec.progress
   if enabled == nil or enabled == "auto" then enabled = M.is_terminal() end
-  local bar = M.progress{enabled = enabled, epochs = epochs, nbatches = M.num_batches(spec.data)}
-  local history = {}
-  for epoch = 1, epochs do
+  local data = spec.data
+  local bar = M.progress{enabled = enabled, epochs = epochs, nbatches = M.num_batches(data)}
+  local keeps_epoch = is_loader(data) and math.type(data.epoch) == "integer"
+  local history, first, resume, global = {}, 1, nil, 0
+  if spec.resume then
+    resume = M.load_checkpoint(fname, spec, spec.resume)
+    if resume.epoch > epochs then
+      fail(fname, "cannot resume from %s: it is at epoch %d but epochs is %d", spec.resume, resume.epoch, epochs)
+    end
+    history, first, global = resume.history, resume.epoch, resume.global_step
+  end
+  for epoch = first, epochs do
     if spec.begin_epoch then spec.begin_epoch(epoch) end
     bar:start(epoch)
-    local sum, n, correct, seen, terms = 0, 0, 0, 0, nil
-    local iter = spec.indexed and M.indexed_batches(spec.data, fname) or M.batches(spec.data, fname)
-    for x, y, key in iter do
-      local loss, bs, k, t = spec.step(x, y, key)
-      sum, n = sum + loss * bs, n + bs
-      if k then correct, seen = correct + k, seen + bs end
-      if t then
-        terms = terms or {}
-        for name, v in pairs(t) do terms[name] = (terms[name] or 0) + v * bs end
+    local acc = {sum = 0, n = 0, correct = 0, seen = 0, terms = nil, skipped = 0, step = 0, seconds = 0}
+    if resume and keeps_epoch then data.epoch = resume.loader_epoch - 1 end
+    local iter = spec.indexed and M.indexed_batches(data, fname) or M.batches(data, fname)
+    if resume then
+      -- the batches done before the checkpoint, drawn again to move the
+      -- source on; then the generator as it was after them
+      for _ = 1, resume.step do
+        if iter() == nil then
+          fail(fname, "cannot resume from %s: the data has fewer than %d batches in epoch %d", spec.resume,
+            resume.step, epoch)
+        end
       end
-      bar:update(bs, sum / n)
+      acc = resume.partial
+      kdx.set_rng_state(resume.rng)
+      resume = nil
     end
+    local seconds0 = acc.seconds
+    for x, y, key in iter do
+      acc.step, global = acc.step + 1, global + 1
+      local loss, bs, k, t = spec.step(x, y, key)
+      if loss == nil then
+        if mode == "error" then
+          fail(fname, "%s at epoch %d, step %d (on_nonfinite = \"skip\" skips such steps)", bs, epoch, acc.step)
+        end
+        acc.skipped = acc.skipped + 1
+        if log then log(("%s: skipped step %d of epoch %d: %s"):format(fname, acc.step, epoch, bs)) end
+      else
+        acc.sum, acc.n = acc.sum + loss * bs, acc.n + bs
+        if k then acc.correct, acc.seen = acc.correct + k, acc.seen + bs end
+        if t then
+          acc.terms = acc.terms or {}
+          for name, v in pairs(t) do acc.terms[name] = (acc.terms[name] or 0) + v * bs end
+        end
+        bar:update(bs, acc.sum / acc.n)
+      end
+      if ck and global % ck.every == 0 then
+        acc.seconds = seconds0 + kdx.clock() - bar.t0
+        save_checkpoint(spec, ck.path, {fname = fname, epoch = epoch, step = acc.step, global_step = global,
+          loader_epoch = keeps_epoch and data.epoch or nil, rng = kdx.get_rng_state(), history = history,
+          partial = acc})
+      end
+    end
+    local sum, n, terms = acc.sum, acc.n, acc.terms
+    if n == 0 and acc.skipped > 0 then fail(fname, "every step of epoch %d was skipped (non-finite)", epoch) end
     if n == 0 then fail(fname, "the data held no batches") end
     if terms then for name, v in pairs(terms) do terms[name] = v / n end end
-    local dt = kdx.clock() - bar.t0
-    local stats = {epoch = epoch, loss = sum / n, terms = terms, accuracy = seen > 0 and correct / seen or nil,
+    local dt = seconds0 + kdx.clock() - bar.t0
+    local stats = {epoch = epoch, loss = sum / n, terms = terms,
+      accuracy = acc.seen > 0 and acc.correct / acc.seen or nil, skipped = acc.skipped,
       seconds = dt, samples_per_second = n / math.max(dt, 1e-9), lr = spec.lr and spec.lr() or nil}
     if spec.end_epoch then spec.end_epoch(epoch, stats) end
     history[epoch] = stats

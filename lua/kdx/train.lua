@@ -55,8 +55,12 @@ end
 -- "cross_entropy"), epochs (1), scheduler (stepped per epoch), eval_data,
 -- on_epoch(epoch, stats) (return false to stop), progress (true, false, or
 -- "auto": a live bar on a terminal, one line per epoch otherwise), log
--- (function(line), default print). Returns the history: a list of per-epoch
--- {epoch, loss, accuracy, eval_loss, eval_accuracy, seconds, samples_per_second, lr}.
+-- (function(line), default print), checkpoint ({path =, every = 100}: the
+-- whole training state every `every` steps, atomically), resume (a
+-- checkpoint's path: continue from it), on_nonfinite ("error" or "skip": a
+-- NaN/inf loss or gradient stops the run, or skips the step). Returns the
+-- history: a list of per-epoch {epoch, loss, accuracy, eval_loss,
+-- eval_accuracy, seconds, samples_per_second, lr, skipped}.
 function M.train(args)
   local fname = "kdx.train"
   if type(args) ~= "table" then error(fname .. ": expects a table of options", 2) end
@@ -65,19 +69,31 @@ function M.train(args)
   if not opt then error(fname .. ": optimizer is required", 2) end
   if args.data == nil then error(fname .. ": data is required", 2) end
   local lf = loss_fn(args.loss, fname)
+  local what = type(args.loss) == "string" and ("the loss (%s)"):format(args.loss)
+    or args.loss == nil and "the loss (cross_entropy)" or "the loss"
+  local names = loop.param_names{{"", model}}
   -- not a tail call: errors about the data blame the caller of kdx.train
   local history = loop.run_epochs{
     fname = fname, data = args.data, epochs = args.epochs, progress = args.progress, log = args.log,
-    on_epoch = args.on_epoch,
+    on_epoch = args.on_epoch, on_nonfinite = args.on_nonfinite,
+    checkpoint = args.checkpoint, resume = args.resume,
+    modules = {{"model", model}}, optimizer = opt, scheduler = args.scheduler,
     lr = function() return opt.param_groups[1].lr end,
     begin_epoch = function() model:train() end,
     step = function(x, y)
       opt:zero_grad()
       local out = model(x)
       local loss = lf(out, y)
+      local value = loss:item()
+      if not loop.finite(value) then return nil, ("%s is %s"):format(what, loop.nonfinite_name(value)) end
       loss:backward()
+      local bad = loop.bad_gradient(opt, names)
+      if bad then
+        opt:zero_grad()
+        return nil, bad
+      end
       opt:step()
-      return loss:item(), x:size(1), kdx.no_grad(correct_topk, out, y, 1)
+      return value, x:size(1), kdx.no_grad(correct_topk, out, y, 1)
     end,
     end_epoch = function(_, stats)
       if args.eval_data then

@@ -454,9 +454,25 @@ local function make_step(fname, args, p, opt, conn, t_out, state)
     end
     local total, values = compute_terms(p.terms, ctx, L, T, lopts, state.factor, conn)
     if not total then fail(fname, "every loss weight is 0") end
+    local value = total:item()
+    if not loop.finite(value) then
+      -- the first weighted term that is not finite, else the sum overflowed
+      for _, term in ipairs(p.terms) do
+        local v = values[term.name]
+        if term.weight ~= 0 and not loop.finite(v) then
+          return nil, ("loss term '%s' is %s"):format(term.name, loop.nonfinite_name(v))
+        end
+      end
+      return nil, ("the weighted sum of the loss terms is %s"):format(loop.nonfinite_name(value))
+    end
     total:backward()
+    local bad = loop.bad_gradient(opt, state.names)
+    if bad then
+      opt:zero_grad()
+      return nil, bad
+    end
     opt:step()
-    return total:item(), x:size(1), kdx.no_grad(loop.correct_topk, out, y, 1), values
+    return value, x:size(1), kdx.no_grad(loop.correct_topk, out, y, 1), values
   end
 end
 
@@ -478,13 +494,27 @@ function M.run(args)
 
   local t_mode = teacher and teacher.training
   if teacher then teacher:eval() end
-  local state = {factor = 1, epoch = 0}
+  -- names for the non-finite guard, and the modules a checkpoint holds
+  local modules, named = {{"student", student}}, {{"student.", student}}
+  local ri = {}
+  for i in pairs(conn.regressors) do ri[#ri + 1] = i end
+  table.sort(ri)
+  for _, i in ipairs(ri) do
+    modules[#modules + 1] = {"regressor." .. i, conn.regressors[i]}
+    named[#named + 1] = {("hints[%d].regressor."):format(i), conn.regressors[i]}
+  end
+  if conn.crd then
+    modules[#modules + 1] = {"crd", conn.crd}
+    named[#named + 1] = {"crd.", conn.crd}
+  end
+  local state = {factor = 1, epoch = 0, names = loop.param_names(named)}
   local ok, history = pcall(function()
     local t_out, keyed
     if teacher then t_out, keyed = teacher_source(fname, args, data, p.tnames, p.tsite) end
     local h = loop.run_epochs{
       fname = fname, data = data, epochs = args.epochs, progress = args.progress, log = args.log,
-      indexed = keyed or p.needs_crd, on_epoch = args.on_epoch,
+      indexed = keyed or p.needs_crd, on_epoch = args.on_epoch, on_nonfinite = args.on_nonfinite,
+      checkpoint = args.checkpoint, resume = args.resume, modules = modules, optimizer = opt, scheduler = scheduler,
       lr = function() return opt.param_groups[1].lr end,
       begin_epoch = function(epoch)
         state.factor, state.epoch = M.warmup_factor(epoch, args.warmup), epoch
