@@ -153,6 +153,12 @@ describe("training checkpoints", function()
     kdx.save(cut, t, meta)
     e = go(cut)
     assert.truthy(e:find("cannot resume from .*: model: .*missing keys {1%.weight}"), e)
+    -- another optimizer
+    e = err_of(function()
+      kdx.train{model = m, data = batches(2), optimizer = kdx.optim.Adam(m:parameters()), log = false,
+        progress = false, resume = path}
+    end)
+    assert.truthy(e:find("it holds the state of optimizer SGD, this run uses Adam", 1, true), e)
     -- written by kdx.train, resumed by kdx.distill.run
     e = err_of(function()
       kdx.distill.run{student = small(), data = batches(2), optimizer = function(p) return kdx.optim.SGD(p, {lr = 0.1}) end,
@@ -161,6 +167,51 @@ describe("training checkpoints", function()
     assert.truthy(e:find("kdx.distill.run: cannot resume from .*: it was written by kdx.train"), e)
     os.remove(path)
     os.remove(cut)
+  end)
+
+  it("kdx.distill.run with CRD (heads, memory banks, negative sampling) resumes to the same weights", function()
+    local full_train = kdx.data.digits()
+    local ds = full_train:subset(kdx.arange(1, 161))
+    -- interrupted by an error thrown after optimizer step `stop_at` (0: never)
+    local function go(stop_at, checkpoint, resume)
+      kdx.manual_seed(11)
+      local teacher = nn.Sequential{nn.Flatten(), nn.Linear(64, 24), nn.ReLU(), nn.Linear(24, 10)}
+      local student = nn.Sequential{nn.Flatten(), nn.Linear(64, 12), nn.ReLU(), nn.Dropout(0.3), nn.Linear(12, 10)}
+      local loader = kdx.data.DataLoader(ds, {batch_size = 32, shuffle = true, seed = 4})
+      local ok, h, final = pcall(kdx.distill.run, {teacher = teacher, student = student, data = loader, epochs = 2,
+        optimizer = function(p)
+          local opt = kdx.optim.Adam(p, {lr = 0.01})
+          local n, step = 0, opt.step
+          function opt.step(self, ...)
+            step(self, ...)
+            n = n + 1
+            if n == stop_at then error("stopped") end
+          end
+          return opt
+        end,
+        loss = {ce = 0.5, kd = 0.5, crd = 0.8}, loss_opts = {crd = {nce_k = 16, feat_dim = 8}},
+        checkpoint = checkpoint, resume = resume, log = false, progress = false})
+      if not ok then return nil, h end
+      return {student = student:state_dict(), crd = final.crd:state_dict(), loss = h[2].loss}
+    end
+    local ref = go(0)
+    local path = tmp()
+    local r, e = go(8, {path = path, every = 3})
+    assert.is_nil(r)
+    assert.truthy(tostring(e):find("stopped"))
+    local _, meta = kdx.load(path)
+    assert.are.equal("6", meta["kdx.step"])
+    local res = assert(go(0, nil, path))
+    assert.are.equal(ref.loss, res.loss)
+    local n = 0
+    for _, part in ipairs{"student", "crd"} do
+      for k, v in pairs(ref[part]) do
+        assert.are.equal(0, v:ne(res[part][k]):sum():item(), part .. "." .. k)
+        n = n + 1
+      end
+    end
+    assert.is_true(n >= 9)
+    os.remove(path)
   end)
 
   it("checks the options", function()

@@ -333,6 +333,13 @@ local function check_checkpoint_opts(fname, spec)
   return ck
 end
 
+-- The __name of an object's class (kdx.optim's optimizers and schedulers), or "?".
+local function class_name(obj)
+  local mt = getmetatable(obj)
+  local name = type(mt) == "table" and rawget(mt, "__name") or (type(obj) == "table" and obj.__name)
+  return type(name) == "string" and name or "?"
+end
+
 -- Writes the whole training state to ck.path (atomically, through kdx.save).
 local function save_checkpoint(spec, path, st)
   local tensors = {}
@@ -342,8 +349,14 @@ local function save_checkpoint(spec, path, st)
     for k, t in pairs(m[2]:state_dict()) do tensors["module." .. m[1] .. "." .. k] = t end
   end
   st.modules = names
-  if spec.optimizer then st.optimizer = pack(spec.optimizer:state_dict(), tensors, "optimizer") end
-  if spec.scheduler then st.scheduler = pack(spec.scheduler:state_dict(), tensors, "scheduler") end
+  if spec.optimizer then
+    st.optimizer = pack(spec.optimizer:state_dict(), tensors, "optimizer")
+    st.optimizer_class = class_name(spec.optimizer)
+  end
+  if spec.scheduler then
+    st.scheduler = pack(spec.scheduler:state_dict(), tensors, "scheduler")
+    st.scheduler_class = class_name(spec.scheduler)
+  end
   st.version = CHECKPOINT_VERSION
   local out = {}
   serialize(st, out)
@@ -394,11 +407,19 @@ function M.load_checkpoint(fname, spec, path)
   end
   if spec.optimizer then
     if not st.optimizer then fail(fname, "cannot resume from %s: it holds no optimizer state", path) end
+    if st.optimizer_class ~= class_name(spec.optimizer) then
+      fail(fname, "cannot resume from %s: it holds the state of optimizer %s, this run uses %s", path,
+        tostring(st.optimizer_class), class_name(spec.optimizer))
+    end
     local sd = try("optimizer", unpack_tensors, st.optimizer, tensors)
     try("optimizer", spec.optimizer.load_state_dict, spec.optimizer, sd)
   end
   if spec.scheduler then
     if not st.scheduler then fail(fname, "cannot resume from %s: it holds no scheduler state", path) end
+    if st.scheduler_class ~= class_name(spec.scheduler) then
+      fail(fname, "cannot resume from %s: it holds the state of scheduler %s, this run uses %s", path,
+        tostring(st.scheduler_class), class_name(spec.scheduler))
+    end
     try("scheduler", spec.scheduler.load_state_dict, spec.scheduler, try("scheduler", unpack_tensors, st.scheduler, tensors))
   end
   return st
