@@ -143,6 +143,15 @@ describe("training checkpoints", function()
     meta["kdx.checkpoint"] = meta["kdx.checkpoint"]:sub(1, 40)
     kdx.save(cut, t, meta)
     assert.truthy(go(cut):find("the checkpoint's training state is corrupt"))
+    -- code instead of data is refused before it runs
+    t, meta = kdx.load(path)
+    meta["kdx.checkpoint"] = "(function() while true do end end)()"
+    kdx.save(cut, t, meta)
+    assert.truthy(go(cut):find("the checkpoint's training state is corrupt"))
+    t, meta = kdx.load(path)
+    meta["kdx.checkpoint"] = meta["kdx.checkpoint"]:gsub("^{", "{[0]=(\"x\"):rep(2^40),")
+    kdx.save(cut, t, meta)
+    assert.truthy(go(cut):find("the checkpoint's training state is corrupt"))
     t, meta = kdx.load(path)
     meta["kdx.step"] = "999"
     kdx.save(cut, t, meta)

@@ -282,6 +282,35 @@ local function serialize(v, out)
   end
 end
 
+-- Whether text holds only what serialize writes: braces, brackets, "=", ",",
+-- quoted strings, numbers, true, false and (0/0). Such text, loaded as a
+-- chunk, can run no function (the only parentheses are those of (0/0), and
+-- calling or indexing a number is an error), so a damaged or hostile file
+-- cannot do more than fail.
+local function literal_only(text)
+  local i, n = 1, #text
+  while i <= n do
+    local c = text:sub(i, i)
+    if c:find("^[{}%[%]=,]") then
+      i = i + 1
+    elseif c == '"' then
+      i = i + 1
+      while true do
+        local d = text:sub(i, i)
+        if d == "" then return false end
+        i = i + (d == "\\" and 2 or 1)
+        if d == '"' then break end
+      end
+    else
+      local tok = text:match("^%(0/0%)", i) or text:match("^%-?0[xX][%x%.]*[pP]?[%+%-]?%d*", i)
+        or text:match("^%-?%d[%d%.]*[eE]?[%+%-]?%d*", i) or text:match("^true", i) or text:match("^false", i)
+      if not tok then return false end
+      i = i + #tok
+    end
+  end
+  return true
+end
+
 -- A copy of v with every tensor moved into `tensors` under prefix .. path
 -- and replaced by {__tensor = name}.
 local function pack(v, tensors, prefix)
@@ -373,7 +402,7 @@ function M.load_checkpoint(fname, spec, path)
   end
   local text = meta["kdx.checkpoint"]
   if type(text) ~= "string" then fail(fname, "cannot resume from %s: not a training checkpoint (no kdx.checkpoint metadata)", path) end
-  local chunk = load("return " .. text, "=checkpoint", "t", {})
+  local chunk = literal_only(text) and load("return " .. text, "=checkpoint", "t", {})
   local st
   if chunk then ok, st = pcall(chunk) end
   if not chunk or not ok or type(st) ~= "table" or st.version ~= CHECKPOINT_VERSION or math.type(st.epoch) ~= "integer"
