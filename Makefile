@@ -161,10 +161,13 @@ uninstall:
 	    rmdir "$(DESTDIR)$$p" 2>/dev/null || break; p=$$(dirname "$$p"); done; \
 	fi
 
-# The API reference from the `---` doc comments (config.ld), with Debian's ldoc.
+# The API reference from the `---` doc comments (config.ld), with Debian's
+# ldoc. The pages name kdx's version instead of the date, so that they
+# change only when the sources do.
 docs:
 	@sh scripts/deps.sh --docs
-	ldoc -c config.ld .
+	rm -rf docs/api
+	ldoc -c config.ld --date 'for kdx $(VERSION)' .
 
 clean:
 	rm -rf build build-san
