@@ -5,6 +5,8 @@
 #   make demo       the main job on the bundled data (DATA=fashion_mnist: full size)
 #   make bench      kdx next to raw OpenBLAS and PyTorch
 #   make fuzz       the readers under libFuzzer (clang), FUZZ_SECONDS each
+#   make install    PREFIX (/usr/local) and DESTDIR; make uninstall the same
+#   make docs       the LDoc API reference in docs/api/ (Debian lua-ldoc)
 
 CC      ?= gcc
 LUA     ?= lua5.4
@@ -32,6 +34,11 @@ CFLAGS  ?=
 CFLAGS  += -std=c11 $(OPT) -fPIC -pthread $(WARN) $(SANFLAGS)
 LUA_INC ?= $(shell pkg-config --cflags lua$(LUA_VERSION) 2>/dev/null || echo -I/usr/include/lua$(LUA_VERSION))
 LIBS    := -lopenblas -lstb -lz -lm
+# Where the rockspec's external dependencies were found (-I.../-L...); empty
+# for a plain make, where the compiler's default paths find them.
+DEPS_INC ?=
+DEPS_LIB ?=
+VERSION := $(shell sed -n 's/^\#define KDX_VERSION "\(.*\)"/\1/p' csrc/kdx.h)
 LDFLAGS += -pthread $(SANFLAGS)
 
 ENGINE_SRC := $(wildcard csrc/*.c)
@@ -50,17 +57,17 @@ CORE := $(BUILD)/kdx/core.so
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all deps test ctest spec demo bench fuzz install install-rock uninstall clean
+.PHONY: all deps test ctest spec demo bench fuzz install install-rock uninstall docs clean
 
 all: $(LIB) $(CORE)
 
 $(BUILD)/obj/%.o: csrc/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(DEPS_INC) -c $< -o $@
 
 $(BUILD)/obj/lua/%.o: csrc/lua/%.c $(HEADERS) $(wildcard csrc/lua/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LUA_INC) -c $< -o $@
+	$(CC) $(CFLAGS) $(DEPS_INC) $(LUA_INC) -c $< -o $@
 
 $(LIB): $(ENGINE_OBJ)
 	@mkdir -p $(dir $@)
@@ -71,7 +78,7 @@ $(LIB): $(ENGINE_OBJ)
 # threads outlive it; keeping the code mapped lets them exit cleanly.
 $(CORE): $(BIND_OBJ) $(LIB) Makefile
 	@mkdir -p $(dir $@)
-	$(CC) -shared -o $@ $(BIND_OBJ) $(LIB) $(LDFLAGS) $(LIBS) -Wl,-z,nodelete
+	$(CC) -shared -o $@ $(BIND_OBJ) $(LIB) $(LDFLAGS) $(DEPS_LIB) $(LIBS) -Wl,-z,nodelete
 
 # C-only tests: linked against the engine archive without Lua, which proves it needs none.
 $(BUILD)/test/%: csrc/test/%.c $(LIB) csrc/test/ctest.h
@@ -110,17 +117,28 @@ fuzz:
 	@sh scripts/deps.sh --fuzz
 	@sh scripts/fuzz.sh $(FUZZ_SECONDS)
 
+# kdx.pc: prefix= is PREFIX, so a staged install (DESTDIR) is read with
+# PKG_CONFIG_SYSROOT_DIR=$(DESTDIR) or pkg-config --define-prefix (docs/packaging.md).
 install: all
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include \
 	  $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/kdx $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/kdx
 	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libkdx.a
+	printf '%s\n' 'prefix=$(PREFIX)' 'exec_prefix=$${prefix}' 'libdir=$${exec_prefix}/lib' \
+	  'includedir=$${prefix}/include' '' 'Name: kdx' \
+	  'Description: Knowledge distillation and model explanation engine (C, OpenBLAS)' \
+	  'Version: $(VERSION)' 'Cflags: -I$${includedir}' \
+	  'Libs: -L$${libdir} -lkdx -lopenblas -lstb -lz -lm -pthread' \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/kdx.pc
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/kdx.pc
 	install -m 644 csrc/kdx.h $(DESTDIR)$(PREFIX)/include/kdx.h
+	install -m 755 bin/kdx $(DESTDIR)$(PREFIX)/bin/kdx
 	install -m 755 $(CORE) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/kdx/core.so
 	cd lua && find kdx -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/{} \;
 	install -d $(DESTDIR)$(PREFIX)/share/kdx/data
 	install -m 644 $(DATA_FILES) $(DESTDIR)$(PREFIX)/share/kdx/data/
 
-# Used by the rockspec: LuaRocks names the two destination folders.
+# Used by the rockspec: LuaRocks names the two destination folders (bin/kdx
+# is the rockspec's build.install.bin, which LuaRocks wraps).
 install-rock: all
 	install -d $(INST_LIBDIR)/kdx $(INST_LUADIR)/kdx
 	install -m 755 $(CORE) $(INST_LIBDIR)/kdx/core.so
@@ -128,10 +146,28 @@ install-rock: all
 	install -d $(INST_LUADIR)/kdx/data/bundled
 	install -m 644 $(DATA_FILES) $(INST_LUADIR)/kdx/data/bundled/
 
+# Removes what install wrote. Shared folders (bin, lib, include, ...) stay,
+# except in a staged tree (DESTDIR set), where the empty ones go too.
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/lib/libkdx.a $(DESTDIR)$(PREFIX)/include/kdx.h
+	rm -f $(DESTDIR)$(PREFIX)/lib/libkdx.a $(DESTDIR)$(PREFIX)/include/kdx.h \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/kdx.pc $(DESTDIR)$(PREFIX)/bin/kdx
 	rm -rf $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/kdx $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/kdx
 	rm -rf $(DESTDIR)$(PREFIX)/share/kdx
+	@if [ -n "$(DESTDIR)" ]; then \
+	  for d in bin lib/pkgconfig lib/lua/$(LUA_VERSION) lib/lua lib include \
+	           share/lua/$(LUA_VERSION) share/lua share; do \
+	    rmdir "$(DESTDIR)$(PREFIX)/$$d" 2>/dev/null || true; done; \
+	  p="$(PREFIX)"; while [ -n "$$p" ] && [ "$$p" != / ]; do \
+	    rmdir "$(DESTDIR)$$p" 2>/dev/null || break; p=$$(dirname "$$p"); done; \
+	fi
+
+# The API reference from the `---` doc comments (config.ld), with Debian's
+# ldoc. The pages name kdx's version instead of the date, so that they
+# change only when the sources do.
+docs:
+	@sh scripts/deps.sh --docs
+	rm -rf docs/api
+	ldoc -c config.ld --date 'for kdx $(VERSION)' .
 
 clean:
 	rm -rf build build-san

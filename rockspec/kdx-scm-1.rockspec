@@ -17,10 +17,17 @@ description = {
 dependencies = {
    "lua >= 5.4, < 5.5",
 }
+-- A missing library or header stops the build with LuaRocks' own message
+-- ("Could not find header file for STB ... You may have to install STB in
+-- your system and/or pass STB_DIR or STB_INCDIR to the luarocks command").
+-- Debian: libopenblas-dev, libstb-dev, zlib1g-dev (scripts/deps.sh).
+-- OpenBLAS is checked by its library only: Debian puts cblas.h in
+-- /usr/include/<multiarch>/, where LuaRocks does not look for headers (and
+-- the compiler does); give OPENBLAS_INCDIR to the build where it is elsewhere.
 external_dependencies = {
    OPENBLAS = { library = "openblas" },
-   ZLIB = { library = "z" },
-   STB = { library = "stb" },
+   STB = { header = "stb/stb_image.h", library = "stb" },
+   ZLIB = { header = "zlib.h", library = "z" },
 }
 build = {
    type = "make",
@@ -29,6 +36,8 @@ build = {
    build_variables = {
       CFLAGS = "$(CFLAGS)",
       LUA_INC = "-I$(LUA_INCDIR)",
+      DEPS_INC = "-I$(OPENBLAS_INCDIR) -I$(STB_INCDIR) -I$(ZLIB_INCDIR)",
+      DEPS_LIB = "-L$(OPENBLAS_LIBDIR) -L$(STB_LIBDIR) -L$(ZLIB_LIBDIR)",
       WERROR = "",
    },
    install_target = "install-rock",
@@ -37,7 +46,17 @@ build = {
       INST_LUADIR = "$(LUADIR)",
       WERROR = "",
    },
+   install = {
+      bin = { kdx = "bin/kdx" },
+   },
 }
+-- `luarocks test`: the specs, as `make test` runs them (scripts/rock_test.sh
+-- puts this tree's lua/ and build/ on the paths). LuaRocks' busted driver
+-- first needs the busted *rock*; offline, with Debian's lua-busted (not a
+-- rock), use `luarocks --lua-version=5.4 test --test-type command`, which
+-- runs the same script (docs/packaging.md).
 test = {
    type = "busted",
+   busted_executable = "scripts/rock_test.sh",
+   command = "sh scripts/rock_test.sh",
 }

@@ -6,6 +6,7 @@
 #   scripts/deps.sh --data   also Fashion-MNIST (dataset-fashion-mnist)
 #   scripts/deps.sh --bench  also PyTorch for the side-by-side benchmarks
 #   scripts/deps.sh --fuzz   also clang and its libFuzzer runtime (make fuzz)
+#   scripts/deps.sh --docs   also LDoc (make docs)
 set -eu
 
 # chromium: spec/report_spec.lua renders reports headless.
@@ -15,6 +16,7 @@ for arg in "$@"; do
         --data) PKGS="$PKGS dataset-fashion-mnist" ;;
         --bench) PKGS="$PKGS python3-torch" ;;
         --fuzz) PKGS="$PKGS clang libclang-rt-14-dev" ;;
+        --docs) PKGS="$PKGS lua-ldoc" ;;
         --fixtures) PKGS="$PKGS python3-torch python3-numpy python3-sklearn python3-pil" ;;
         *) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
     esac
