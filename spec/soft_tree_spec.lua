@@ -95,6 +95,17 @@ describe("kdx.nn.SoftDecisionTree", function()
     assert.is_true(soft > 0.85, "accuracy from soft targets " .. soft)
   end)
 
+  it("keeps a finite penalty in a deep tree where some nodes are never reached", function()
+    kdx.manual_seed(6)
+    local tree = nn.SoftDecisionTree{depth = 12, input = 4, classes = 3, inverse_temperature = 20}
+    local x = kdx.randn{8, 4}
+    local loss = tree:loss(x, kdx.tensor({1, 2, 3, 1, 2, 3, 1, 2}, "int64"))
+    assert.is_true(loss:item() == loss:item() and math.abs(loss:item()) < math.huge, tostring(loss:item()))
+    loss:backward()
+    local g = tree.weight.grad:abs():sum():item()
+    assert.is_true(g == g and g < math.huge, "the gradient is not finite")
+  end)
+
   it("shows its inner nodes as pictures", function()
     local tree = nn.SoftDecisionTree{depth = 3, input = 64, classes = 10}
     assert.are.same({7, 8, 8}, tree:filters{image_shape = {8, 8}}:shape())

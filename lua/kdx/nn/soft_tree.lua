@@ -109,7 +109,13 @@ function Tree:penalty()
     local width = math.tointeger(2 ^ d)
     local reach = last.levels[d + 1]:exp()                          -- P_i [N, 2^d]
     local p = last.z:narrow(2, width, width):sigmoid()
-    local alpha = (reach * p):sum(1) / reach:sum(1)
+    -- a node no sample reaches (its reach underflows to 0 in a deep tree)
+    -- or one that sends every sample the same way would make log(alpha) or
+    -- log(1 - alpha) infinite and the whole step NaN: the reach is floored
+    -- at 1e-6 (so the quotient's gradient, num / den^2, stays finite in
+    -- float32) and alpha kept in [1e-6, 1 - 1e-6] (no gradient from a
+    -- clamped node)
+    local alpha = ((reach * p):sum(1) / reach:sum(1):clamp(1e-6, nil)):clamp(1e-6, 1 - 1e-6)
     local term = ((alpha:log() + (-alpha + 1):log()):sum()) * (-0.5 * self.penalty_strength * 2 ^ -d)
     total = total and total + term or term
   end
