@@ -213,8 +213,10 @@ do
   local n_lang = {}
   for w = 1, n_exp do
     local y = ys:get(w)
-    n_lang[y] = (n_lang[y] or 0) + 1
-    if n_lang[y] <= per and lengths[w] >= 4 then picked[#picked + 1] = w end
+    if (n_lang[y] or 0) < per and lengths[w] >= 4 then
+      n_lang[y] = (n_lang[y] or 0) + 1
+      picked[#picked + 1] = w
+    end
   end
   table.sort(picked, function(a, b) return ys:get(a) < ys:get(b) or (ys:get(a) == ys:get(b) and a < b) end)
 end
