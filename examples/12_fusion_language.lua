@@ -275,7 +275,8 @@ local path = kdx.report.write(out_dir, {
         STUDENT.channels),
       teacher_epochs = cfg.teacher_epochs, student_epochs = cfg.student_epochs,
       optimizer = ("Adam, lr %g, batch 64"):format(cfg.lr), explained_words = n_exp,
-      attribution = ("layer integrated gradients at the embedding, baseline the all-padding word, %d Gauss-Legendre steps, summed over the embedding dim"):format(cfg.steps),
+      attribution = ("layer integrated gradients at the embedding, baseline the all-padding word, " ..
+        "%d Gauss-Legendre steps, summed over the embedding dim"):format(cfg.steps),
       seed = 0}},
     {kind = "table", title = "Teacher and students",
       columns = {"model", "accuracy %", "fidelity %", "ECE", "parameters", "multiply-adds", "char Spearman",

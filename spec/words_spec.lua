@@ -197,6 +197,7 @@ describe("kdx.data.words", function()
       contains(err(kdx.data.words, {max_len = 2}), "max_len (2) must be >= min_len (3)")
       contains(err(kdx.data.words, {test_fraction = 1}), "test_fraction must be a number from 0 to below 1")
       contains(err(kdx.data.words, {languages = {"english"}}), "at least two")
+      contains(err(words.decode, "cat", {}), "kdx.data.words.decode: x must be a tensor [N, L]")
     end)
 
     it("is learnt by a small character model well above chance", function()

@@ -233,7 +233,9 @@ end
 --- The words of rows x (int64 [N, L] character ids) as strings, read through
 -- alphabet (a dataset's `alphabet`); padding and unknown ids are skipped.
 function M.decode(x, alphabet)
-  if not kdx.is_tensor(x) or x:dim() ~= 2 then fail("words.decode", "x must be a tensor [N, L], got %s", args.what(x)) end
+  if not kdx.is_tensor(x) or x:dim() ~= 2 then
+    fail("words.decode", "x must be a tensor [N, L], got %s", args.what(x))
+  end
   local out = {}
   local rows = x:to("int64")
   for i = 1, rows:size(1) do
