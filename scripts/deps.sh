@@ -3,7 +3,8 @@
 # non-interactive; runs 'apt-get update' at most once. Not root: prints the
 # exact command instead.
 #   scripts/deps.sh          build and test dependencies
-#   scripts/deps.sh --data   also Fashion-MNIST (dataset-fashion-mnist)
+#   scripts/deps.sh --data   also Fashion-MNIST (dataset-fashion-mnist) and the word lists of
+#                            kdx.data.words (wamerican wngerman wfrench wspanish witalian)
 #   scripts/deps.sh --bench  also PyTorch for the side-by-side benchmarks
 #   scripts/deps.sh --fuzz   also clang and its libFuzzer runtime (make fuzz)
 #   scripts/deps.sh --docs   also LDoc (make docs)
@@ -13,7 +14,7 @@ set -eu
 PKGS="lua5.4 liblua5.4-dev libopenblas-dev libstb-dev zlib1g-dev lua-busted luarocks pkg-config gcc make chromium"
 for arg in "$@"; do
     case "$arg" in
-        --data) PKGS="$PKGS dataset-fashion-mnist" ;;
+        --data) PKGS="$PKGS dataset-fashion-mnist wamerican wngerman wfrench wspanish witalian" ;;
         --bench) PKGS="$PKGS python3-torch" ;;
         --fuzz) PKGS="$PKGS clang libclang-rt-14-dev" ;;
         --docs) PKGS="$PKGS lua-ldoc" ;;

@@ -381,6 +381,9 @@ function M.wine(opts) return bundled("wine", opts) end
 -- classes malignant, benign) as train, test datasets (x unscaled). Options as kdx.data.digits.
 function M.breast_cancer(opts) return bundled("breast_cancer", opts) end
 
+--- Words of Debian's word lists labelled by language (lua/kdx/data/words.lua).
+function M.words(opts) return require("kdx.data.words").load(opts) end
+
 -- Image input/output and transforms live in their own files; their
 -- functions are reached through kdx.data as well (kdx.data.image,
 -- kdx.data.save_png, kdx.data.transforms, ...).
