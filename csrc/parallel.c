@@ -14,24 +14,29 @@
 #include <sched.h>
 #include <unistd.h>
 
-static int num_threads; /* 0 until set: use the machine's core count */
-static int core_count;  /* asked once */
+/* Atomics: several lua_States in several threads each call set_num_threads
+   (ThreadSanitizer saw the plain int race). Relaxed: a count, no ordering. */
+static atomic_int num_threads; /* 0 until set: use the machine's core count */
+static atomic_int core_count;  /* asked once (every thread would store the same value) */
 
 void kdx_set_num_threads(int n)
 {
     if (n < 1) n = 1;
     if (n > 256) n = 256;
-    num_threads = n; /* OpenBLAS stays single-threaded: see blas.c */
+    atomic_store_explicit(&num_threads, n, memory_order_relaxed); /* OpenBLAS stays single-threaded: see blas.c */
 }
 
 int kdx_get_num_threads(void)
 {
-    if (num_threads > 0) return num_threads;
-    if (core_count == 0) { /* a benign race: every thread writes the same value */
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        core_count = n > 0 ? (int)(n > 256 ? 256 : n) : 1;
+    int n = atomic_load_explicit(&num_threads, memory_order_relaxed);
+    if (n > 0) return n;
+    int c = atomic_load_explicit(&core_count, memory_order_relaxed);
+    if (c == 0) {
+        long k = sysconf(_SC_NPROCESSORS_ONLN);
+        c = k > 0 ? (int)(k > 256 ? 256 : k) : 1;
+        atomic_store_explicit(&core_count, c, memory_order_relaxed);
     }
-    return core_count;
+    return c;
 }
 
 /* ---- the pool ---- */

@@ -103,6 +103,8 @@ int main(int argc, char **argv)
                                   : par[i].error);
         }
         if (seq[i].result && i == 0) printf("state 1: %.60s...\n", seq[i].result);
+    }
+    for (int i = 0; i < n; i++) {
         free(seq[i].result);
         free(par[i].result);
     }
