@@ -97,7 +97,8 @@ $(BUILD)/examples/%: examples/embed/%.c $(BIND_OBJ) $(LIB)
 # Several lua_States in several threads under ThreadSanitizer.
 tsan:
 	@$(MAKE) --no-print-directory BUILD=build-tsan OPT=-O1 WERROR= SANFLAGS="-fsanitize=thread -g" build-tsan/examples/threads
-	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" build-tsan/examples/threads lua examples/embed/threads.lua 4
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" build-tsan/examples/threads lua examples/embed/threads.lua 4 1
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" build-tsan/examples/threads lua examples/embed/threads.lua 4 2
 
 # The tests and the demo read Fashion-MNIST (Debian's dataset-fashion-mnist).
 deps:

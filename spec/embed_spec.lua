@@ -152,9 +152,12 @@ describe("embedding examples", function()
     end)
   end)
 
-  it("several lua_States in several threads give the results of one at a time", function()
-    local ok, out = sh(("%s lua examples/embed/threads.lua 4"):format(bin("threads")))
-    assert(ok, out)
-    assert.truthy(out:find("threads: 4 passed, 0 failed", 1, true), out)
-  end)
+  for _, engine_threads in ipairs{1, 2} do
+    it(("several lua_States in several threads give the results of one at a time (engine threads %d)")
+      :format(engine_threads), function()
+      local ok, out = sh(("%s lua examples/embed/threads.lua 4 %d"):format(bin("threads"), engine_threads))
+      assert(ok, out)
+      assert.truthy(out:find("threads: 4 passed, 0 failed", 1, true), out)
+    end)
+  end
 end)

@@ -1,12 +1,13 @@
 /* threads.c — several lua_States in several threads at once, each with its
  * own kdx models, give the results of the same states run one at a time.
  *
- *   threads LUA_DIR SCRIPT [NTHREADS]
+ *   threads LUA_DIR SCRIPT [NTHREADS [ENGINE_THREADS]]
  *
  * SCRIPT (examples/embed/threads.lua) trains and runs a small model from a
  * seed and returns a string of its results. Each state runs it with seed
  * 1..NTHREADS (default 4): first one after another, then all at once, one
- * pthread per state. Every concurrent result must equal its sequential one.
+ * pthread per state. ENGINE_THREADS (default 1) is what each script passes to
+ * kdx.set_num_threads: above 1 the states also share the engine's pool. Every concurrent result must equal its sequential one.
  * `make tsan` runs this under ThreadSanitizer. Prints "threads: N passed, M failed". */
 #include <pthread.h>
 #include <stdio.h>
@@ -25,7 +26,7 @@ int luaopen_kdx_core(lua_State *L);
 
 typedef struct job {
     const char *lua_dir, *script;
-    int seed;
+    int seed, engine_threads;
     char *result; /* malloc'd; NULL on failure */
     char error[512];
 } job;
@@ -54,7 +55,8 @@ static void *run(void *arg)
     lua_pop(L, 1);
     if (luaL_loadfile(L, j->script) != LUA_OK) goto fail;
     lua_pushinteger(L, j->seed);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) goto fail;
+    lua_pushinteger(L, j->engine_threads);
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK) goto fail;
     const char *s = lua_tostring(L, -1);
     if (s) {
         j->result = malloc(strlen(s) + 1);
@@ -71,17 +73,18 @@ fail:
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: threads LUA_DIR SCRIPT [NTHREADS]\n");
+        fprintf(stderr, "usage: threads LUA_DIR SCRIPT [NTHREADS [ENGINE_THREADS]]\n");
         return 1;
     }
     int n = argc > 3 ? atoi(argv[3]) : 4;
+    int engine_threads = argc > 4 ? atoi(argv[4]) : 1;
     if (n < 1 || n > MAX_THREADS) n = 4;
-    kdx_set_num_threads(1); /* the host owns the threads: set once, before any of them starts */
+    kdx_set_num_threads(engine_threads); /* before any state starts; each script sets it again */
 
     job seq[MAX_THREADS], par[MAX_THREADS];
     pthread_t tid[MAX_THREADS];
     for (int i = 0; i < n; i++) {
-        seq[i] = (job){argv[1], argv[2], i + 1, NULL, ""};
+        seq[i] = (job){argv[1], argv[2], i + 1, engine_threads, NULL, ""};
         par[i] = seq[i];
         run(&seq[i]);
     }
