@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -136,6 +137,8 @@ int main(int argc, char **argv)
     }
     int frame_fn = luaL_ref(L, LUA_REGISTRYINDEX);
 
+    struct rusage ru0, ru1; /* involuntary context switches: frames lost to other processes */
+    getrusage(RUSAGE_SELF, &ru0);
     long over = 0, rss_warm = 0;
     unsigned long long e_warm = 0, l_warm = 0;
     long long e_live_warm = 0, l_live_warm = 0;
@@ -160,6 +163,7 @@ int main(int argc, char **argv)
         }
     }
     long rss_end = rss_kb();
+    getrusage(RUSAGE_SELF, &ru1);
     double per = (double)(frames - warmup);
     printf("engine_allocs_per_frame %.3f\n", (double)(engine_mem.allocs - e_warm) / per);
     printf("lua_allocs_per_frame %.3f\n", (double)(lua_mem.allocs - l_warm) / per);
@@ -171,6 +175,7 @@ int main(int argc, char **argv)
            lat[frames - 1]);
     printf("over_budget %ld of %ld (budget %.0f us)\n", over, frames, budget);
     printf("rss_kb %ld %ld\n", rss_warm, rss_end);
+    printf("involuntary_context_switches %ld\n", ru1.ru_nivcsw - ru0.ru_nivcsw);
     luaL_unref(L, LUA_REGISTRYINDEX, frame_fn);
     rc = 0;
     goto done;
