@@ -7,6 +7,8 @@
 #   make fuzz       the readers under libFuzzer (clang), FUZZ_SECONDS each
 #   make install    PREFIX (/usr/local) and DESTDIR; make uninstall the same
 #   make docs       the LDoc API reference in docs/api/ (Debian lua-ldoc)
+#   make examples   the embedding examples (examples/embed/*.c) into $(BUILD)/examples/
+#   make tsan       the thread example under ThreadSanitizer (build-tsan/)
 
 CC      ?= gcc
 LUA     ?= lua5.4
@@ -57,7 +59,7 @@ CORE := $(BUILD)/kdx/core.so
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all deps test ctest spec demo bench fuzz install install-rock uninstall docs clean
+.PHONY: all deps test ctest spec demo bench fuzz install install-rock uninstall docs clean examples tsan
 
 all: $(LIB) $(CORE)
 
@@ -85,6 +87,26 @@ $(BUILD)/test/%: csrc/test/%.c $(LIB) csrc/test/ctest.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icsrc $< -o $@ $(LIB) $(LDFLAGS) $(LIBS)
 
+# Embedding (docs/embedding.md): classify uses the engine alone; host and
+# threads embed Lua with the binding linked in statically (no core.so).
+LUA_LIB  ?= $(shell pkg-config --libs lua$(LUA_VERSION) 2>/dev/null || echo -llua$(LUA_VERSION))
+EXAMPLES := $(BUILD)/examples/classify $(BUILD)/examples/host $(BUILD)/examples/threads
+examples: $(EXAMPLES)
+
+$(BUILD)/examples/classify: examples/embed/classify.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Icsrc $< -o $@ $(LIB) $(LDFLAGS) $(LIBS)
+
+$(BUILD)/examples/%: examples/embed/%.c $(BIND_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LUA_INC) -Icsrc $< -o $@ $(BIND_OBJ) $(LIB) $(LDFLAGS) $(LIBS) $(LUA_LIB)
+
+# Several lua_States in several threads under ThreadSanitizer.
+tsan:
+	@$(MAKE) --no-print-directory BUILD=build-tsan OPT=-O1 WERROR= SANFLAGS="-fsanitize=thread -g" build-tsan/examples/threads
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" build-tsan/examples/threads lua examples/embed/threads.lua 4 1
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" build-tsan/examples/threads lua examples/embed/threads.lua 4 2
+
 # The tests and the demo read Fashion-MNIST (Debian's dataset-fashion-mnist).
 deps:
 	@sh scripts/deps.sh --data
@@ -96,7 +118,7 @@ spec: all
 	@sh scripts/run_tests.sh spec $(BUILD)
 
 test: deps
-	@$(MAKE) --no-print-directory all $(CTEST_BIN)
+	@$(MAKE) --no-print-directory all $(CTEST_BIN) examples
 	@sh scripts/run_tests.sh all $(BUILD) $(CTEST_BIN)
 
 # The vision case study (examples/09_fusion_vision.lua) on the bundled digits,
@@ -170,4 +192,4 @@ docs:
 	ldoc -c config.ld --date 'for kdx $(VERSION)' .
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-tsan

@@ -9,6 +9,7 @@
 #include "kdx_internal.h"
 
 #include <cblas.h>
+#include <pthread.h>
 
 /* OpenBLAS's own control call; declared here as older cblas.h lack it. */
 void openblas_set_num_threads(int num_threads);
@@ -16,13 +17,14 @@ void openblas_set_num_threads(int num_threads);
 /* Below this many multiply-adds a product runs on the calling thread. */
 #define GEMM_PARALLEL_MIN ((int64_t)1 << 18)
 
+static void set_openblas_single(void) { openblas_set_num_threads(1); }
+
+/* Once per process: threads of several lua_States reach their first product
+   together, and openblas_set_num_threads is not made to be called at once. */
 static void blas_single_threaded(void)
 {
-    static int done; /* a benign race: every caller makes the same call */
-    if (!done) {
-        openblas_set_num_threads(1);
-        done = 1;
-    }
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, set_openblas_single);
 }
 
 typedef struct gemm_job {

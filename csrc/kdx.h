@@ -61,14 +61,16 @@ typedef void *(*kdx_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
    set it before the first tensor is made and keep it while any tensor lives. */
 void kdx_set_allocator(kdx_alloc_fn fn, void *ud);
 
-/* Frees the blocks the engine keeps for reuse. With the default allocator,
-   freed blocks of 64 KiB and more are kept (up to a limit) so that repeated
-   allocations of the same sizes cost no page faults. */
+/* Frees the blocks the engine keeps for reuse (through the installed allocator).
+   Freed blocks of 64 KiB and more are kept (up to a limit) so that repeated
+   allocations of the same sizes cost no page faults or allocator calls. */
 void kdx_cache_clear(void);
 /* Sets how many bytes the block cache may hold (0 turns it off; default 256 MiB). */
 void kdx_set_cache_limit(size_t bytes);
 /* Bytes the block cache holds now. */
 size_t kdx_cache_bytes(void);
+/* Sets the smallest freed block the cache keeps (default 64 KiB; 0 keeps every size: a frame loop then allocates nothing after warm-up). */
+void kdx_set_cache_min(size_t bytes);
 
 typedef enum kdx_log_level { KDX_LOG_DEBUG, KDX_LOG_INFO, KDX_LOG_WARN } kdx_log_level;
 typedef void (*kdx_log_fn)(void *ud, kdx_log_level level, const char *msg);

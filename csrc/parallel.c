@@ -14,24 +14,29 @@
 #include <sched.h>
 #include <unistd.h>
 
-static int num_threads; /* 0 until set: use the machine's core count */
-static int core_count;  /* asked once */
+/* Atomics: several lua_States in several threads each call set_num_threads
+   (ThreadSanitizer saw the plain int race). Relaxed: a count, no ordering. */
+static atomic_int num_threads; /* 0 until set: use the machine's core count */
+static atomic_int core_count;  /* asked once (every thread would store the same value) */
 
 void kdx_set_num_threads(int n)
 {
     if (n < 1) n = 1;
     if (n > 256) n = 256;
-    num_threads = n; /* OpenBLAS stays single-threaded: see blas.c */
+    atomic_store_explicit(&num_threads, n, memory_order_relaxed); /* OpenBLAS stays single-threaded: see blas.c */
 }
 
 int kdx_get_num_threads(void)
 {
-    if (num_threads > 0) return num_threads;
-    if (core_count == 0) { /* a benign race: every thread writes the same value */
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        core_count = n > 0 ? (int)(n > 256 ? 256 : n) : 1;
+    int n = atomic_load_explicit(&num_threads, memory_order_relaxed);
+    if (n > 0) return n;
+    int c = atomic_load_explicit(&core_count, memory_order_relaxed);
+    if (c == 0) {
+        long k = sysconf(_SC_NPROCESSORS_ONLN);
+        c = k > 0 ? (int)(k > 256 ? 256 : k) : 1;
+        atomic_store_explicit(&core_count, c, memory_order_relaxed);
     }
-    return core_count;
+    return c;
 }
 
 /* ---- the pool ---- */
@@ -47,11 +52,12 @@ typedef struct pool {
     int64_t n, chunks;
     atomic_long next;         /* next chunk to take */
     atomic_long left;         /* chunks not finished */
-    int want;                 /* workers asked to help with this job */
+    int want;                 /* workers asked to help with this job (0 once it is over) */
+    int active;               /* workers inside run_chunks: a job ends when they are out */
 } pool;
 
 static pool P = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0,
-                 NULL, NULL, 0, 0, 0, 0, 0};
+                 NULL, NULL, 0, 0, 0, 0, 0, 0};
 static pthread_mutex_t job_lock = PTHREAD_MUTEX_INITIALIZER; /* one job at a time */
 static _Thread_local bool in_job;                            /* this thread runs part of a job */
 
@@ -83,8 +89,14 @@ static void *worker(void *arg)
         while (P.generation == seen) pthread_cond_wait(&P.wake, &P.lock);
         seen = P.generation;
         bool help = id < P.want;
+        if (help) P.active++;
         pthread_mutex_unlock(&P.lock);
-        if (help) run_chunks();
+        if (help) {
+            run_chunks();
+            pthread_mutex_lock(&P.lock);
+            if (--P.active == 0) pthread_cond_signal(&P.done);
+            pthread_mutex_unlock(&P.lock);
+        }
     }
     return NULL;
 }
@@ -113,8 +125,17 @@ void kdx__parallel_for(int64_t n, int64_t grain, kdx__range_fn fn, void *ud)
     int nt = kdx_get_num_threads();
     if (grain < 1) grain = 1;
     int64_t chunks = n / grain < nt ? n / grain : nt;
-    if (nt <= 1 || chunks < 2 || in_job || pthread_mutex_trylock(&job_lock) != 0) {
+    if (chunks < 2) {
         fn(ud, 0, n);
+        return;
+    }
+    if (in_job || pthread_mutex_trylock(&job_lock) != 0) {
+        /* The pool is busy (another thread's job, or a nested loop): run the
+           same chunks here, one after another. The same split as with the
+           pool gives the same results, bit for bit: a kernel that sums per
+           chunk does not see its rounding change with what other threads
+           (or other lua_States) are doing. */
+        for (int64_t c = 0; c < chunks; c++) fn(ud, n * c / chunks, n * (c + 1) / chunks);
         return;
     }
     pthread_mutex_lock(&P.lock);
@@ -129,8 +150,13 @@ void kdx__parallel_for(int64_t n, int64_t grain, kdx__range_fn fn, void *ud)
     in_job = true;
     run_chunks();
     in_job = false;
+    /* Wait for the chunks and for every helper to leave run_chunks: a helper
+       still reading P.chunks or P.fn while the next job writes them ran a
+       chunk twice or with the wrong function (ThreadSanitizer found it). A
+       helper that wakes after this sees want == 0 and stays out. */
     pthread_mutex_lock(&P.lock);
-    while (atomic_load(&P.left) > 0) pthread_cond_wait(&P.done, &P.lock);
+    while (atomic_load(&P.left) > 0 || P.active > 0) pthread_cond_wait(&P.done, &P.lock);
+    P.want = 0;
     pthread_mutex_unlock(&P.lock);
     pthread_mutex_unlock(&job_lock);
 }

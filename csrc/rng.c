@@ -3,6 +3,7 @@
 #include "kdx_internal.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 struct kdx_generator {
@@ -40,16 +41,18 @@ kdx_status kdx_generator_new(uint64_t seed, kdx_generator **out)
 
 void kdx_generator_free(kdx_generator *g) { kdx__free(g, sizeof *g); }
 
+static kdx_generator default_gen;
+
+static void seed_default(void) { kdx_generator_seed(&default_gen, 0x6b6478 /* "kdx" */); }
+
 kdx_generator *kdx_default_generator(void)
 {
-    /* The one mutable global the design allows; seeded lazily with a fixed seed. */
-    static kdx_generator g;
-    static int ready;
-    if (!ready) {
-        kdx_generator_seed(&g, 0x6b6478 /* "kdx" */);
-        ready = 1;
-    }
-    return &g;
+    /* The one mutable global the design allows; seeded once, lazily (two
+       threads' first calls must not both seed it), with a fixed seed. Its
+       draws are the callers' to serialise: a thread should use its own. */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, seed_default);
+    return &default_gen;
 }
 
 uint64_t kdx_generator_next(kdx_generator *g)

@@ -245,6 +245,31 @@ static void test_block_cache_reuses(void)
     CHECK(kdx_cache_bytes() == 0);
 }
 
+/* kdx_set_cache_min(0), the inference-only mode: after the first round, making
+   and releasing the same small tensors calls the host's allocator no more,
+   and kdx_cache_clear hands every kept block back to it. */
+static void test_cache_min_keeps_small_blocks(void)
+{
+    kdx_set_allocator(counting_alloc, NULL);
+    kdx_set_cache_min(0);
+    int64_t s[2] = {4, 8};
+    size_t after_first = 0;
+    for (int i = 0; i < 100; i++) {
+        kdx_tensor *a = NULL, *b = NULL;
+        CHECK_OK(kdx_ones(KDX_DTYPE_F32, 2, s, &a));
+        CHECK_OK(kdx_binary_scalar(KDX_BIN_MUL, a, 2.0, 0, &b));
+        kdx_tensor_release(a);
+        kdx_tensor_release(b);
+        if (i == 0) after_first = calls;
+    }
+    CHECK(after_first > 0 && calls == after_first);
+    CHECK(kdx_cache_bytes() > 0 && live_bytes > 0); /* kept, still the host's */
+    kdx_cache_clear();
+    CHECK(live_bytes == 0 && kdx_cache_bytes() == 0);
+    kdx_set_cache_min((size_t)64 << 10);
+    kdx_set_allocator(NULL, NULL);
+}
+
 int main(void)
 {
     int64_t before = kdx_debug_live_tensors();
@@ -256,6 +281,7 @@ int main(void)
     test_allocator_hook_sees_everything();
     test_errors_leave_outputs_alone();
     test_block_cache_reuses();
+    test_cache_min_keeps_small_blocks();
     CHECK(kdx_debug_live_tensors() == before); /* every test released what it made */
     return CT_REPORT("test_tensor");
 }
