@@ -175,6 +175,14 @@ describe("kdx.distill.metrics", function()
       assert.is_true(m.training)
       assert.are.equal(0, #m:get(2)._hooks)
     end)
+
+    it("probes a model of token ids with the data's own rows (a constant is no valid id)", function()
+      local m = nn.Sequential{nn.Embedding(5, 4), nn.Flatten(), nn.Linear(12, 2)}
+      local ids = kdx.tensor({{1, 2, 3}, {5, 4, 1}}, "int64")
+      assert.are.equal(12 * 2, (M.macs(m, ids)))
+      local lat = M.latency(m, ids, {repeats = 2, batch_sizes = {1, 3}})
+      assert.is_true(lat[1] > 0 and lat[3] > 0)
+    end)
   end)
 
   describe("latency()", function()

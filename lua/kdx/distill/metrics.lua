@@ -186,6 +186,13 @@ end
 local function one_sample(fname, input, n)
   n = n or 1
   if kdx.is_tensor(input) then
+    if input:dtype() == "int64" then
+      -- ids (an Embedding's input): a constant would be no valid id, so the
+      -- data's own rows, repeated as needed
+      local idx = {}
+      for i = 1, n do idx[i] = (i - 1) % input:size(1) + 1 end
+      return input:index_select(1, kdx.tensor(idx, "int64"))
+    end
     local shape = input:shape()
     shape[1] = n
     return kdx.full(shape, 0.5, input:dtype())
