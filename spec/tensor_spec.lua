@@ -279,6 +279,16 @@ describe("kdx tensors", function()
       assert.are.equal(0, kdx.cache_bytes())
       kdx.set_cache_limit(256 * 1024 * 1024)
       assert.has_error(function() kdx.set_cache_limit(-1) end, "kdx.set_cache_limit: bytes must be >= 0, got -1")
+      -- small blocks are kept only when asked
+      kdx.empty_cache()
+      do local small <close> = kdx.zeros{16} end
+      assert.are.equal(0, kdx.cache_bytes())
+      kdx.set_cache_min(16)
+      do local small <close> = kdx.zeros{16} end
+      assert.is_true(kdx.cache_bytes() > 0)
+      kdx.set_cache_min(64 * 1024)
+      kdx.empty_cache()
+      assert.has_error(function() kdx.set_cache_min(-2) end, "kdx.set_cache_min: bytes must be >= 0, got -2")
     end)
   end)
 end)

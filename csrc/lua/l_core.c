@@ -114,6 +114,14 @@ static int l_set_cache_limit(lua_State *L)
     return 0;
 }
 
+static int l_set_cache_min(lua_State *L)
+{
+    lua_Integer n = kdxL_checkint(L, 1, "set_cache_min", "bytes");
+    if (n < 0) return luaL_error(L, "kdx.set_cache_min: bytes must be >= 0, got %I", n);
+    kdx_set_cache_min((size_t)n);
+    return 0;
+}
+
 static int l_cache_bytes(lua_State *L)
 {
     lua_pushinteger(L, (lua_Integer)kdx_cache_bytes());
@@ -162,7 +170,7 @@ int luaopen_kdx_core(lua_State *L)
         {"manual_seed", l_manual_seed}, {"get_rng_state", l_get_rng_state}, {"set_rng_state", l_set_rng_state},
         {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
         {"live_tensors", l_live_tensors}, {"clock", l_clock}, {"empty_cache", l_empty_cache},
-        {"set_cache_limit", l_set_cache_limit}, {"cache_bytes", l_cache_bytes}, {NULL, NULL}};
+        {"set_cache_limit", l_set_cache_limit}, {"set_cache_min", l_set_cache_min}, {"cache_bytes", l_cache_bytes}, {NULL, NULL}};
     kdxL_register(L, mod, methods, fns, 0);
 
     /* The metatable and methods table, for lua/kdx/init.lua to extend. */
