@@ -152,13 +152,14 @@ end
 -- ---------------------------------------------------------------- pictures --
 local pictures = {}
 local gstudent = runs[4]
-for k = 1, math.min(3, #gstudent.compare.disagree) do
-  local i = gstudent.compare.disagree[k]
-  pictures[#pictures + 1] = {image = explain.compare_grid(gstudent.compare, i, {method = "integrated_gradients"}),
-    caption = ("test sample %d (class %s): integrated gradients, teacher vs KD + Grad-CAM student"):format(i,
-      test.classes[ys:get(i)])}
-  pictures[#pictures + 1] = {image = explain.compare_grid(gstudent.compare, i, {method = "gradcam"}),
-    caption = ("test sample %d: Grad-CAM, teacher vs KD + Grad-CAM student"):format(i)}
+for _, method in ipairs{"integrated_gradients", "gradcam"} do
+  local order = gstudent.compare.methods[method].disagree
+  for k = 1, math.min(3, #order) do
+    local i = order[k]
+    pictures[#pictures + 1] = {image = explain.compare_grid(gstudent.compare, i, {method = method}),
+      caption = ("test sample %d (class %s): %s, teacher vs KD + Grad-CAM student"):format(i,
+        test.classes[ys:get(i)], method == "gradcam" and "Grad-CAM" or "integrated gradients")}
+  end
 end
 local the_tree = runs[5].model
 do

@@ -40,6 +40,7 @@ describe("kdx.explain.compare", function()
     for k = 2, #r.disagree do
       assert.is_true(rho:get(r.disagree[k - 1]) <= rho:get(r.disagree[k]))
     end
+    assert.are.equal(r.disagree, r.methods.integrated_gradients.disagree)
     -- the attributions are those of the method called directly
     local direct = kdx.explain.integrated_gradients(s, x:narrow(1, 1, 5), {target = y:narrow(1, 1, 5)})
     assert.is_true((direct - r.methods.integrated_gradients.student):abs():max():item() < 1e-12)

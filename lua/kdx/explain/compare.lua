@@ -80,8 +80,9 @@ end
 -- {teacher =, student =} (for Grad-CAM), topk = 0.1, deletion_steps = 20,
 -- batch_size = 128. result.methods[name] = {teacher, student (attributions),
 -- similarity = {spearman, topk_overlap, cosine, ssim} ([N] each),
--- deletion_auc = {teacher, student} ([N]), mean = {...}}; result.disagree =
--- sample indices, least similar first (Spearman of the first method).
+-- deletion_auc = {teacher, student} ([N]), mean = {...}, disagree = sample
+-- indices, least similar first (Spearman; undefined ones last)};
+-- result.disagree is the first method's list.
 function M.compare(teacher, student, data, opts)
   local fname = "compare"
   opts = opts or {}
@@ -131,17 +132,20 @@ function M.compare(teacher, student, data, opts)
       deletion_auc = {teacher = dt, student = ds}, mean = mean}
     result.order[#result.order + 1] = spec.name
   end
-  -- the samples the models disagree on most: lowest Spearman of the first method
-  local first = result.methods[result.order[1]].similarity.spearman
-  local idx = {}
-  for i = 1, result.n do idx[i] = i end
-  local vals = first:totable()
-  table.sort(idx, function(a, b)
-    local va, vb = vals[a] ~= vals[a] and -math.huge or vals[a], vals[b] ~= vals[b] and -math.huge or vals[b]
-    if va ~= vb then return va < vb end
-    return a < b
-  end)
-  result.disagree = idx
+  -- the samples the models disagree on most, per method: lowest Spearman
+  -- first; samples where it is undefined (an all-zero map) last
+  for _, name in ipairs(result.order) do
+    local vals = result.methods[name].similarity.spearman:totable()
+    local idx = {}
+    for i = 1, result.n do idx[i] = i end
+    table.sort(idx, function(a, b)
+      local va, vb = vals[a] ~= vals[a] and math.huge or vals[a], vals[b] ~= vals[b] and math.huge or vals[b]
+      if va ~= vb then return va < vb end
+      return a < b
+    end)
+    result.methods[name].disagree = idx
+  end
+  result.disagree = result.methods[result.order[1]].disagree
   return result
 end
 
