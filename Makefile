@@ -109,7 +109,7 @@ tsan:
 
 # The tests and the demo read Fashion-MNIST (Debian's dataset-fashion-mnist).
 deps:
-	@sh scripts/deps.sh --data
+	@sh scripts/deps.sh --data --test
 
 ctest: $(CTEST_BIN)
 	@sh scripts/run_tests.sh ctest $(BUILD) $(CTEST_BIN)

@@ -2,7 +2,9 @@
 # Installs the Debian packages kdx needs, when any is missing. Idempotent and
 # non-interactive; runs 'apt-get update' at most once. Not root: prints the
 # exact command instead.
-#   scripts/deps.sh          build and test dependencies
+#   scripts/deps.sh          build dependencies (enough for make and make demo)
+#   scripts/deps.sh --test   also what the specs use besides the data: chromium
+#                            (spec/report_spec.lua renders a report headless)
 #   scripts/deps.sh --data   also Fashion-MNIST (dataset-fashion-mnist) and the word lists of
 #                            kdx.data.words (wamerican wngerman wfrench wspanish witalian)
 #   scripts/deps.sh --bench  also PyTorch for the side-by-side benchmarks
@@ -10,11 +12,11 @@
 #   scripts/deps.sh --docs   also LDoc (make docs)
 set -eu
 
-# chromium: spec/report_spec.lua renders reports headless.
-PKGS="lua5.4 liblua5.4-dev libopenblas-dev libstb-dev zlib1g-dev lua-busted luarocks pkg-config gcc make chromium"
+PKGS="lua5.4 liblua5.4-dev libopenblas-dev libstb-dev zlib1g-dev lua-busted luarocks pkg-config gcc make"
 for arg in "$@"; do
     case "$arg" in
         --data) PKGS="$PKGS dataset-fashion-mnist wamerican wngerman wfrench wspanish witalian" ;;
+        --test) PKGS="$PKGS chromium" ;;
         --bench) PKGS="$PKGS python3-torch" ;;
         --fuzz) PKGS="$PKGS clang libclang-rt-14-dev" ;;
         --docs) PKGS="$PKGS lua-ldoc" ;;

@@ -135,6 +135,6 @@ describe("kdx.report", function()
     os.execute("rm -rf " .. dir)
   end)
   if not chromium then
-    print("report_spec: chromium is not installed (scripts/deps.sh installs it as root); the rendering test is pending")
+    print("report_spec: chromium is not installed (scripts/deps.sh --test installs it as root); the rendering test is pending")
   end
 end)
