@@ -231,6 +231,40 @@ static kdx_status explain_perturbation(void)
     return st;
 }
 
+static kdx_status explain_more(void)
+{
+    kdx_tensor *x = NULL, *t = NULL, *a = NULL, *b = NULL, *c = NULL, *d = NULL, *e = NULL, *auc = NULL;
+    kdx_status st = make_input(&x, &t);
+    kdx_metric_opts o = {NULL, NULL, 3, 1, 0};
+    o.target = t;
+    STEP(st, kdx_attr_guided_backprop(&M, x, t, 3, &a), a);
+    STEP(st, kdx_attr_feature_ablation(&M, x, NULL, NULL, t, 5, &b), b);
+    STEP(st, kdx_attr_shapley_sampling(&M, x, NULL, NULL, t, 3, NULL, 5, &c), c);
+    STEP2(st, kdx_metric_deletion(&M, x, a ? a : x, &o, 3, 0, &d, &auc), d, auc);
+    STEP(st, kdx_loss_kd(x, x, 2.0, &e), e);
+    kdx_tensor *all[8] = {x, t, a, b, c, d, e, auc};
+    for (int i = 0; i < 8; i++) kdx_tensor_release(all[i]);
+    return st;
+}
+
+/* conv2d, pooling and a distillation loss, recorded and differentiated. */
+static kdx_status conv_autograd(void)
+{
+    int64_t xs[4] = {2, 1, 5, 5}, ws[4] = {2, 1, 3, 3};
+    kdx_tensor *x = NULL, *w = NULL, *y = NULL, *f = NULL, *l = NULL;
+    kdx_status st = kdx_ones(KDX_DTYPE_F32, 4, xs, &x);
+    STEP(st, kdx_ones(KDX_DTYPE_F32, 4, ws, &w), w);
+    if (st == KDX_OK) st = kdx_tensor_set_requires_grad(w, 1);
+    STEP(st, kdx_conv2d(x, w, NULL, NULL, &y), y);
+    int64_t fs[2] = {2, 18};
+    STEP(st, kdx_reshape(y, 2, fs, &f), f);
+    STEP(st, kdx_loss_kd(f, f, 4.0, &l), l);
+    if (st == KDX_OK) st = kdx_backward(l, NULL, 0, 0);
+    kdx_tensor *all[5] = {x, w, y, f, l};
+    for (int i = 0; i < 5; i++) kdx_tensor_release(all[i]);
+    return st;
+}
+
 /* Runs the scenario with allocation 1, 2, 3, ... refused until it runs
    through without reaching the refused one. */
 static void sweep(const char *name, scenario_fn run)
@@ -288,6 +322,8 @@ int main(void)
     CHECK_OK(explain_ig());
     CHECK_OK(explain_deeplift());
     CHECK_OK(explain_perturbation());
+    CHECK_OK(explain_more());
+    CHECK_OK(conv_autograd());
 
     test_overflow_and_limit();
     sweep("ops_chain", ops_chain);
@@ -296,6 +332,8 @@ int main(void)
     sweep("explain_ig", explain_ig);
     sweep("explain_deeplift", explain_deeplift);
     sweep("explain_perturbation", explain_perturbation);
+    sweep("explain_more", explain_more);
+    sweep("conv_autograd", conv_autograd);
 
     kdx_tensor_release(W);
     CHECK(kdx_debug_live_tensors() == before);
