@@ -90,7 +90,8 @@ if not args.child then
   if f then f:close() end
   local k = last:match("^(%d+)\t")
   local what = (how == "exit" and code == 124) and "HANG (timeout)" or ("CRASH (" .. tostring(how) .. " " .. tostring(code) .. ")")
-  print(("api_fuzz: %s at call %s"):format(what, last))
+  if k == "0" then last = "exit (after the last call: a leak report?)" end
+  print(("api_fuzz: %s at %s"):format(what, k == "0" and last or ("call " .. last)))
   if k then
     print(("  replay: lua5.4 spec/fuzz/api_fuzz.lua --seed %d --only %s --verbose"):format(args.seed, k))
   end
