@@ -277,8 +277,11 @@ kdx_status kdx_unary(kdx_unop op, const kdx_tensor *x, double a, double b, kdx_t
     n->ip[0] = op;
     n->p[0] = a, n->p[1] = b;
     kdx__save(n, 0, x);
-    if (unop_uses_output(op)) KDX_TRY(kdx__save_detached(n, 1, *out));
-    return KDX_OK;
+    if (unop_uses_output(op) && (s = kdx__save_detached(n, 1, *out)) != KDX_OK) {
+        kdx_tensor_release(*out); /* and with it the node, which holds x */
+        *out = NULL;
+    }
+    return s;
 }
 
 kdx_status kdx_unary_(kdx_unop op, kdx_tensor *x, double a, double b)

@@ -150,7 +150,12 @@ static kdx_status softmax_rec(const char *fname, const kdx_tensor *x, int dim, i
     kdx__dim(fname, x->ndim, dim, &d);
     n->ip[0] = d, n->ip[1] = lg;
     kdx__save(n, 0, x);
-    return kdx__save_detached(n, 1, *out);
+    s = kdx__save_detached(n, 1, *out);
+    if (s != KDX_OK) { /* the output goes, and with it the node, which holds x */
+        kdx_tensor_release(*out);
+        *out = NULL;
+    }
+    return s;
 }
 
 kdx_status kdx_softmax(const kdx_tensor *x, int dim, kdx_tensor **out)

@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char errbuf[512];
 
@@ -10,10 +11,15 @@ const char *kdx_last_error(void) { return errbuf; }
 
 kdx_status kdx_fail(kdx_status s, const char *fmt, ...)
 {
+    /* Formatted aside first: callers often pass kdx_last_error() itself as an
+       argument ("%s: %s", name, kdx_last_error()), and vsnprintf must not
+       read the buffer it writes. */
+    char msg[sizeof errbuf];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(errbuf, msg, sizeof errbuf);
     return s;
 }
 

@@ -218,6 +218,18 @@ static void test_errors_leave_outputs_alone(void)
     CHECK(strlen(kdx_last_error()) > 0);
 }
 
+/* A message that wraps the previous one: kdx_fail reads kdx_last_error()
+   while it writes the new message (the ops do that to prefix their name),
+   which once overlapped source and destination in vsnprintf. */
+static void test_fail_wraps_last_error(void)
+{
+    kdx_fail(KDX_EINVAL, "inner: %s", "boom");
+    kdx_fail(KDX_EINVAL, "outer: %s", kdx_last_error());
+    CHECK(strcmp(kdx_last_error(), "outer: inner: boom") == 0);
+    kdx_fail(KDX_EINVAL, "%s | %s", kdx_last_error(), kdx_last_error());
+    CHECK(strcmp(kdx_last_error(), "outer: inner: boom | outer: inner: boom") == 0);
+}
+
 /* Freed large blocks wait in the cache and are reused: making and releasing
    the same tensor many times keeps the cache at one block, instead of its
    count of held bytes growing until it refuses everything (which sent every
@@ -280,6 +292,7 @@ int main(void)
     test_generator_is_deterministic();
     test_allocator_hook_sees_everything();
     test_errors_leave_outputs_alone();
+    test_fail_wraps_last_error();
     test_block_cache_reuses();
     test_cache_min_keeps_small_blocks();
     CHECK(kdx_debug_live_tensors() == before); /* every test released what it made */
