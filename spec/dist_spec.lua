@@ -44,6 +44,55 @@ describe("kdx.dist without mpirun", function()
     assert.matches("kdx.dist.broadcast: root 1", err(dist.broadcast, kdx.tensor{1}, 1), 1, true)
     assert.matches("kdx.dist.allgather", err(dist.allgather, kdx.tensor(3)), 1, true)
   end)
+
+  it("shards nothing on one rank: the sampler draws the loader's own batches", function()
+    local train = kdx.data.digits()
+    local a = kdx.data.DataLoader(train, {batch_size = 100, shuffle = true, seed = 4})
+    local b = kdx.data.DataLoader(train, {batch_size = 100, shuffle = true, seed = 4})
+    for _ = 1, 2 do -- two epochs: a new shuffle each, the same on both
+      local it = dist.shard_batches(a)
+      local count = 0
+      for x, y in b:iter() do
+        local sx, sy = it()
+        count = count + 1
+        assert.are.same(x:totable(), sx:totable())
+        assert.are.same(y:totable(), sy:totable())
+      end
+      assert.is_nil(it())
+      assert.are.equal(15, count)
+    end
+  end)
+
+  it("trains with distributed = true on one process as without it", function()
+    local nn = kdx.nn
+    local train = kdx.data.digits()
+    local function run(distributed)
+      kdx.manual_seed(5)
+      local m = nn.Sequential{nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)}
+      local opt = kdx.optim.SGD(m:parameters(), {lr = 0.1})
+      local h = kdx.train{model = m, optimizer = opt, epochs = 1, distributed = distributed, progress = false,
+        log = function() end, data = kdx.data.DataLoader(train, {batch_size = 50, shuffle = true, seed = 2})}
+      return m:parameters()[1]:detach():clone(), h[1].loss
+    end
+    local w1, l1 = run(false)
+    local w2, l2 = run(true)
+    assert.is_true((w1 - w2):abs():max():item() < 1e-5)
+    assert.is_true(math.abs(l1 - l2) < 1e-5)
+  end)
+
+  it("needs a DataLoader for distributed = true and refuses checkpoints there", function()
+    local m = kdx.nn.Linear(2, 2)
+    local opt = kdx.optim.SGD(m:parameters(), {lr = 0.1})
+    local batches = {{kdx.randn{4, 2}, kdx.tensor({1, 2, 1, 2}, "int64")}}
+    local ok, e = pcall(kdx.train, {model = m, optimizer = opt, data = batches, distributed = true})
+    assert.is_false(ok)
+    assert.matches("kdx.train: distributed = true needs a kdx.data.DataLoader", tostring(e), 1, true)
+    local loader = kdx.data.DataLoader(kdx.data.digits(), {batch_size = 10})
+    ok, e = pcall(kdx.train, {model = m, optimizer = opt, data = loader, distributed = true,
+      checkpoint = {path = os.tmpname()}})
+    assert.is_false(ok)
+    assert.matches("not built yet", tostring(e), 1, true)
+  end)
 end)
 
 local function have(cmd)
@@ -76,6 +125,13 @@ else
       assert(ok, "2-rank collectives failed (is kdx/dist_mpi.so built? make MPI=1):\n" .. out)
       assert.matches("rank 0: collectives ok", out, 1, true)
       assert.matches("rank 1: collectives ok", out, 1, true)
+    end)
+
+    it("trains on digits with distributed = true: identical ranks, equal to one process", function()
+      local ok, out = mpirun("spec/dist/train.lua")
+      assert(ok, "2-rank training failed:\n" .. out)
+      assert.matches("rank 0: distributed training ok", out, 1, true)
+      assert.matches("rank 1: distributed training ok", out, 1, true)
     end)
   end)
 end

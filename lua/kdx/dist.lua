@@ -109,4 +109,82 @@ else
   end
 end
 
+-- ---------------------------------------------------- data-parallel training --
+-- Used by kdx.train{..., distributed = true}; written with the functions above,
+-- so they run the same on one process.
+
+--- Copies rank 0's parameters and buffers of model into every rank's (call before training).
+function M.broadcast_parameters(model)
+  for _, p in ipairs(model:parameters()) do M.broadcast(p, 0) end
+  for _, b in ipairs(model:buffers()) do M.broadcast(b, 0) end
+end
+
+--- The distributed sampler: an iterator over this rank's part of each global
+-- batch of a kdx.data.DataLoader. The loader's batch_size is the global batch;
+-- its order is the loader's own (the same seeded permutation on every rank, a
+-- new one each epoch when shuffle), and rank r takes the rows r+1, r+1+size(),
+-- ... of each global batch, so the ranks' parts are disjoint and together make
+-- the batch a single process would draw. A rank with no row in a (last,
+-- short) batch gets (false, false) so that it still takes part in the step.
+function M.shard_batches(loader)
+  local kdx = require "kdx"
+  loader.epoch = loader.epoch + 1
+  local ds, bs, n = loader.dataset, loader.batch_size, loader.dataset:size()
+  local order = loader.shuffle and kdx.data.permutation(n, loader.seed + loader.epoch):totable() or nil
+  local rank, size = M.rank(), M.size()
+  local at = 1
+  return function()
+    if at > n or (loader.drop_last and at + bs - 1 > n) then return nil end
+    local len = math.min(bs, n - at + 1)
+    local rows = {}
+    for j = rank + 1, len, size do
+      local pos = at + j - 1
+      rows[#rows + 1] = order and order[pos] or pos
+    end
+    at = at + len
+    if #rows == 0 then return false, false end
+    local idx = kdx.tensor(rows, "int64")
+    local x = ds.x:index_select(1, idx)
+    local y = ds.y and ds.y:index_select(1, idx)
+    if loader.transform then x = loader.transform(x) end
+    return x, y
+  end
+end
+
+--- Averages the gradients of params over ranks, weighted by each rank's
+-- count of rows (so the result is the gradient of the mean loss over the
+-- whole global batch), with one allreduce of one flat bucket. A parameter
+-- keeps a nil gradient only when it has none on every rank.
+function M.average_gradients(params, count)
+  local kdx = require "kdx"
+  if #params == 0 then return end
+  local dtype = params[1]:dtype()
+  local parts, flags = {}, {}
+  for i, p in ipairs(params) do
+    if p:dtype() ~= dtype then
+      error("kdx.dist.average_gradients: every parameter must have the same dtype", 2)
+    end
+    local g = p.grad
+    parts[i] = g and (g:reshape{p:numel()} * count) or kdx.zeros({p:numel()}, dtype)
+    flags[i] = g and 1 or 0
+  end
+  flags[#flags + 1] = count
+  parts[#parts + 1] = kdx.tensor(flags, dtype)
+  local bucket = M.allreduce(kdx.cat(parts, 1), "sum")
+  local nflags = #params + 1
+  local total = bucket:numel() - nflags
+  local tail = bucket:narrow(1, total + 1, nflags):totable()
+  local rows = tail[nflags]
+  local off = 1
+  for i, p in ipairs(params) do
+    local k = p:numel()
+    if tail[i] > 0 and rows > 0 then
+      p.grad = bucket:narrow(1, off, k):reshape(p:size()) / rows
+    else
+      p.grad = nil
+    end
+    off = off + k
+  end
+end
+
 return M
