@@ -196,6 +196,7 @@ install: all
 	install -m 644 csrc/kdx.h $(DESTDIR)$(PREFIX)/include/kdx.h
 	install -m 755 bin/kdx $(DESTDIR)$(PREFIX)/bin/kdx
 	install -m 755 $(CORE) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/kdx/core.so
+	$(if $(filter 1,$(MPI)),install -m 755 $(DIST_MPI) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/kdx/dist_mpi.so)
 	cd lua && find kdx -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/{} \;
 	install -d $(DESTDIR)$(PREFIX)/share/kdx/data
 	install -m 644 $(DATA_FILES) $(DESTDIR)$(PREFIX)/share/kdx/data/
@@ -205,6 +206,7 @@ install: all
 install-rock: all
 	install -d $(INST_LIBDIR)/kdx $(INST_LUADIR)/kdx
 	install -m 755 $(CORE) $(INST_LIBDIR)/kdx/core.so
+	$(if $(filter 1,$(MPI)),install -m 755 $(DIST_MPI) $(INST_LIBDIR)/kdx/dist_mpi.so)
 	cd lua && find kdx -name '*.lua' -exec install -D -m 644 {} $(INST_LUADIR)/{} \;
 	install -d $(INST_LUADIR)/kdx/data/bundled
 	install -m 644 $(DATA_FILES) $(INST_LUADIR)/kdx/data/bundled/
