@@ -80,6 +80,21 @@ describe("kdx.dist without mpirun", function()
     assert.is_true(math.abs(l1 - l2) < 1e-5)
   end)
 
+  it("maps a function over all rows on one rank, passing row-aligned tensors along", function()
+    local x = kdx.arange(1, 13):reshape{6, 2}
+    local w = kdx.arange(1, 7):reshape{6, 1}
+    local seen
+    local out = dist.map_rows(function(xs, ws, k) seen = k; return xs * ws end, x, w, 10)
+    assert.are.same((x * w):totable(), out:totable())
+    assert.are.equal(10, seen)
+    local ok, e = pcall(dist.map_rows, function() return 1 end, x)
+    assert.is_false(ok)
+    assert.matches("kdx.dist.map_rows: fn must return a tensor", tostring(e), 1, true)
+    ok, e = pcall(dist.map_rows, "f", x)
+    assert.is_false(ok)
+    assert.matches("kdx.dist.map_rows: argument 1", tostring(e), 1, true)
+  end)
+
   it("needs a DataLoader for distributed = true and refuses checkpoints there", function()
     local m = kdx.nn.Linear(2, 2)
     local opt = kdx.optim.SGD(m:parameters(), {lr = 0.1})
@@ -132,6 +147,13 @@ else
       assert(ok, "2-rank training failed:\n" .. out)
       assert.matches("rank 0: distributed training ok", out, 1, true)
       assert.matches("rank 1: distributed training ok", out, 1, true)
+    end)
+
+    it("splits a dataset-wide integrated gradients across ranks and equals the 1-rank one", function()
+      local ok, out = mpirun("spec/dist/explain.lua")
+      assert(ok, "2-rank IG failed:\n" .. out)
+      assert.matches("rank 0: dataset-wide IG ok", out, 1, true)
+      assert.matches("rank 1: dataset-wide IG ok", out, 1, true)
     end)
   end)
 end

@@ -187,4 +187,39 @@ function M.average_gradients(params, count)
   end
 end
 
+-- ------------------------------------------------ dataset-wide computations --
+
+-- This rank's block of n rows: first, count (rows first .. first + count - 1).
+local function block(n)
+  local r, k = M.rank(), M.size()
+  local lo, hi = (r * n) // k, ((r + 1) * n) // k
+  return lo + 1, hi - lo
+end
+
+--- fn over the rows of x split across ranks, gathered: each rank calls
+-- fn(its block of rows of x, the same block of every further tensor argument
+-- with as many rows, other arguments as they are) and the results are
+-- concatenated along dim 1 in rank order, so every rank gets what fn(x, ...)
+-- gives on one process (for fn that treats rows independently). Rank r's
+-- block is rows floor(r*n/size)+1 .. floor((r+1)*n/size); x needs at least
+-- size() rows.
+function M.map_rows(fn, x, ...)
+  local kdx = require "kdx"
+  if type(fn) ~= "function" then error("kdx.dist.map_rows: argument 1 must be a function", 2) end
+  check_tensor("map_rows", x)
+  local n = x:dim() > 0 and x:size(1) or 0
+  if n < M.size() then
+    error(("kdx.dist.map_rows: x has %d rows, fewer than the %d ranks"):format(n, M.size()), 2)
+  end
+  local first, count = block(n)
+  local args = table.pack(...)
+  for i = 1, args.n do
+    local a = args[i]
+    if kdx.is_tensor(a) and a:dim() > 0 and a:size(1) == n then args[i] = a:narrow(1, first, count) end
+  end
+  local out = fn(x:narrow(1, first, count), table.unpack(args, 1, args.n))
+  if not kdx.is_tensor(out) then error("kdx.dist.map_rows: fn must return a tensor", 2) end
+  return M.allgather(out:contiguous())
+end
+
 return M
