@@ -45,7 +45,9 @@ DEPS_LIB ?=
 VERSION := $(shell sed -n 's/^\#define KDX_VERSION "\(.*\)"/\1/p' csrc/kdx.h)
 LDFLAGS += -pthread $(SANFLAGS)
 
-ENGINE_SRC := $(wildcard csrc/*.c)
+# csrc/dist_mpi.c needs MPI: it goes only into kdx/dist_mpi.so (below), never
+# into libkdx.a, so the default build and its tests do not change.
+ENGINE_SRC := $(filter-out csrc/dist_mpi.c,$(wildcard csrc/*.c))
 BIND_SRC   := $(wildcard csrc/lua/*.c)
 CTEST_SRC  := $(wildcard csrc/test/test_*.c)
 ENGINE_OBJ := $(ENGINE_SRC:csrc/%.c=$(BUILD)/obj/%.o)
@@ -63,7 +65,21 @@ export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
 .PHONY: all deps test ctest spec demo bench fuzz install install-rock uninstall docs clean examples tsan test-valgrind
 
-all: $(LIB) $(CORE)
+# MPI=1 also builds kdx/dist_mpi.so (kdx.dist over MPI, docs/distributed.md);
+# the default is on when mpicc exists. MPI=0 leaves it out.
+MPICC ?= mpicc
+MPI   ?= $(if $(shell command -v $(MPICC) 2>/dev/null),1,0)
+DIST_MPI := $(BUILD)/kdx/dist_mpi.so
+
+all: $(LIB) $(CORE) $(if $(filter 1,$(MPI)),$(DIST_MPI))
+
+# Linked with mpicc and without libkdx.a: its kdx_*/kdxL_* symbols come from
+# kdx/core.so, a dependency found next to it ($$ORIGIN), which the loader
+# recognises as the core.so Lua already loaded: one engine, one tensor metatable.
+$(DIST_MPI): csrc/dist_mpi.c csrc/mpi/l_dist_mpi.c csrc/dist_mpi.h $(HEADERS) $(CORE)
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CFLAGS) $(LUA_INC) -shared -o $@ csrc/dist_mpi.c csrc/mpi/l_dist_mpi.c $(LDFLAGS) \
+		-L$(dir $@) -l:core.so -Wl,-rpath,'$$ORIGIN' -Wl,-z,nodelete
 
 $(BUILD)/obj/%.o: csrc/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -180,6 +196,7 @@ install: all
 	install -m 644 csrc/kdx.h $(DESTDIR)$(PREFIX)/include/kdx.h
 	install -m 755 bin/kdx $(DESTDIR)$(PREFIX)/bin/kdx
 	install -m 755 $(CORE) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/kdx/core.so
+	$(if $(filter 1,$(MPI)),install -m 755 $(DIST_MPI) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/kdx/dist_mpi.so)
 	cd lua && find kdx -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/{} \;
 	install -d $(DESTDIR)$(PREFIX)/share/kdx/data
 	install -m 644 $(DATA_FILES) $(DESTDIR)$(PREFIX)/share/kdx/data/
@@ -189,6 +206,7 @@ install: all
 install-rock: all
 	install -d $(INST_LIBDIR)/kdx $(INST_LUADIR)/kdx
 	install -m 755 $(CORE) $(INST_LIBDIR)/kdx/core.so
+	$(if $(filter 1,$(MPI)),install -m 755 $(DIST_MPI) $(INST_LIBDIR)/kdx/dist_mpi.so)
 	cd lua && find kdx -name '*.lua' -exec install -D -m 644 {} $(INST_LUADIR)/{} \;
 	install -d $(INST_LUADIR)/kdx/data/bundled
 	install -m 644 $(DATA_FILES) $(INST_LUADIR)/kdx/data/bundled/

@@ -10,6 +10,7 @@
 #   scripts/deps.sh --bench  also PyTorch for the side-by-side benchmarks
 #   scripts/deps.sh --fuzz   also clang and its libFuzzer runtime (make fuzz)
 #   scripts/deps.sh --docs   also LDoc (make docs)
+#   scripts/deps.sh --mpi    also Open MPI (mpicc, mpirun): kdx.dist over MPI, docs/distributed.md
 set -eu
 
 PKGS="lua5.4 liblua5.4-dev libopenblas-dev libstb-dev zlib1g-dev lua-busted luarocks pkg-config gcc make"
@@ -20,6 +21,7 @@ for arg in "$@"; do
         --bench) PKGS="$PKGS python3-torch" ;;
         --fuzz) PKGS="$PKGS clang libclang-rt-14-dev" ;;
         --docs) PKGS="$PKGS lua-ldoc" ;;
+        --mpi) PKGS="$PKGS libopenmpi-dev openmpi-bin" ;;
         --fixtures) PKGS="$PKGS python3-torch python3-numpy python3-sklearn python3-pil" ;;
         *) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
     esac

@@ -127,6 +127,7 @@ local lazy = {
   distill = {"kdx.distill"},
   report = {"kdx.report"},
   surrogate = {"kdx.surrogate"},
+  dist = {"kdx.dist"},
   train = {"kdx.train", "train"},
   evaluate = {"kdx.train", "evaluate"},
 }

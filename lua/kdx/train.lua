@@ -58,7 +58,9 @@ end
 -- (function(line), default print), checkpoint ({path =, every = 100}: the
 -- whole training state every `every` steps, atomically), resume (a
 -- checkpoint's path: continue from it), on_nonfinite ("error" or "skip": a
--- NaN/inf loss or gradient stops the run, or skips the step). Returns the
+-- NaN/inf loss or gradient stops the run, or skips the step), distributed
+-- (false; true: data-parallel over kdx.dist's ranks, data a kdx.data.DataLoader
+-- whose batch_size is the global batch, docs/distributed.md). Returns the
 -- history: a list of per-epoch {epoch, loss, accuracy, eval_loss,
 -- eval_accuracy, seconds, samples_per_second, lr, skipped}.
 function M.train(args)
@@ -72,6 +74,7 @@ function M.train(args)
   local what = type(args.loss) == "string" and ("the loss (%s)"):format(args.loss)
     or args.loss == nil and "the loss (cross_entropy)" or "the loss"
   local names = loop.param_names{{"", model}}
+  if args.distributed then return M._train_distributed(args, lf, names) end
   -- not a tail call: errors about the data blame the caller of kdx.train
   local history = loop.run_epochs{
     fname = fname, data = args.data, epochs = args.epochs, progress = args.progress, log = args.log,
@@ -104,6 +107,66 @@ function M.train(args)
     end,
   }
   return history
+end
+
+-- kdx.train{..., distributed = true}: each rank runs its part of every global
+-- batch (kdx.dist.shard_batches), the gradients are averaged over ranks before
+-- the step, rank 0's initial weights are copied to all, rank 0 alone logs.
+function M._train_distributed(args, lf, names)
+  local fname = "kdx.train"
+  local dist = kdx.dist
+  local model, opt, data = args.model, args.optimizer, args.data
+  if not (loop.is_loader(data) and loop.is_dataset(data.dataset) and data.batch_size) then
+    loop.fail(fname, "distributed = true needs a kdx.data.DataLoader over a dataset as data")
+  end
+  if args.checkpoint or args.resume then
+    loop.fail(fname, "checkpoint and resume are not built yet for distributed = true")
+  end
+  local params = {}
+  for _, g in ipairs(opt.param_groups) do
+    for _, p in ipairs(g.params) do params[#params + 1] = p end
+  end
+  dist.broadcast_parameters(model)
+  local lead = dist.rank() == 0
+  local log, progress = args.log, args.progress
+  if not lead then log, progress = false, false end
+  return loop.run_epochs{
+    fname = fname, data = function() return dist.shard_batches(data) end, epochs = args.epochs,
+    progress = progress, log = log,
+    on_epoch = args.on_epoch, on_nonfinite = args.on_nonfinite,
+    modules = {{"model", model}}, optimizer = opt, scheduler = args.scheduler,
+    lr = function() return opt.param_groups[1].lr end,
+    begin_epoch = function() model:train() end,
+    step = function(x, y)
+      opt:zero_grad()
+      local value, b, k = 0, 0, nil
+      if x then
+        local out = model(x)
+        local loss = lf(out, y)
+        value, b = loss:item(), x:size(1)
+        -- backward even when the loss is not finite: every rank must reach
+        -- the allreduce; the NaN reaches every rank's gradients and the check
+        -- below skips or stops the step on all of them alike
+        loss:backward()
+        k = kdx.no_grad(correct_topk, out, y, 1)
+      end
+      kdx.no_grad(dist.average_gradients, params, b)
+      local bad = loop.bad_gradient(opt, names)
+      if bad then
+        opt:zero_grad()
+        return nil, bad
+      end
+      opt:step()
+      return value, b, k
+    end,
+    end_epoch = function(_, stats)
+      if args.eval_data then
+        local ev = M.evaluate(model, args.eval_data, {loss = args.loss})
+        stats.eval_loss, stats.eval_accuracy = ev.loss, ev.accuracy
+      end
+      if args.scheduler then args.scheduler:step() end
+    end,
+  }
 end
 
 return M

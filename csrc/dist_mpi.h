@@ -1,0 +1,33 @@
+/* kdx over MPI: the collectives of kdx.dist (docs/distributed.md).
+   Built only with MPI (make MPI=1, or when mpicc exists) into the separate
+   Lua module kdx/dist_mpi.so; never part of libkdx.a or kdx/core.so.
+   Ranks are 0-based (MPI's). Every function returns a kdx_status and sets
+   the message with kdx_fail. */
+#ifndef KDX_DIST_MPI_H
+#define KDX_DIST_MPI_H
+
+#include "kdx.h"
+
+typedef enum kdx_dist_op { KDX_DIST_SUM, KDX_DIST_MEAN, KDX_DIST_MAX, KDX_DIST_MIN } kdx_dist_op;
+
+/* Initialises MPI once (a second call does nothing). Errors: KDX_ESTATE. */
+kdx_status kdx_dist_init(void);
+/* Finalises MPI if this module initialised it and it is not finalised yet. */
+kdx_status kdx_dist_finalize(void);
+/* This process's rank in MPI_COMM_WORLD, 0-based (0 before init). */
+int kdx_dist_rank(void);
+/* Number of processes in MPI_COMM_WORLD (1 before init). */
+int kdx_dist_size(void);
+/* Blocks until every rank has called it. */
+kdx_status kdx_dist_barrier(void);
+/* t = op over ranks of t, in place (float32/float64). Contiguous tensors are
+   reduced in their own storage (MPI_IN_PLACE); others through one copy. */
+kdx_status kdx_dist_allreduce(kdx_tensor *t, kdx_dist_op op);
+/* t = root's t on every rank, in place (any dtype; same shape everywhere). */
+kdx_status kdx_dist_broadcast(kdx_tensor *t, int root);
+/* The ranks' tensors concatenated along dim 0, in rank order. The first dim
+   may differ between ranks; the other dims and the dtype must agree.
+   [out] *out: a new tensor. */
+kdx_status kdx_dist_allgather(const kdx_tensor *t, kdx_tensor **out);
+
+#endif

@@ -1,0 +1,225 @@
+--- kdx.dist: collectives across processes (MPI), or one process without it.
+-- Ranks are 0-based, as MPI, mpirun and every log print them: a rank is a
+-- process id, not an index into a Lua table. Launched by mpirun (Open MPI
+-- sets OMPI_COMM_WORLD_SIZE) and built with MPI (kdx/dist_mpi.so), the
+-- functions below run over MPI_COMM_WORLD; otherwise size() is 1, rank() is 0
+-- and every collective is the identity, so the same script runs unchanged.
+-- See docs/distributed.md.
+-- @module kdx.dist
+
+local core = require "kdx.core"
+
+local M = {}
+
+local OPS = {sum = true, mean = true, max = true, min = true}
+
+local function check_tensor(fname, t)
+  if not core.is_tensor(t) then
+    error(("kdx.dist.%s: argument 1 must be a tensor, got %s"):format(fname, type(t)), 3)
+  end
+end
+
+local function check_op(op)
+  if op ~= nil and not OPS[op] then
+    error(("kdx.dist.allreduce: op must be 'sum', 'mean', 'max' or 'min', got %s"):format(tostring(op)), 3)
+  end
+end
+
+-- The MPI module when this process was launched by mpirun, else nil.
+local function load_mpi()
+  local launched = tonumber(os.getenv("OMPI_COMM_WORLD_SIZE") or "")
+  if not launched then return nil end
+  local ok, mod = pcall(require, "kdx.dist_mpi")
+  if ok then return mod end
+  if launched > 1 then
+    error("kdx.dist: launched on " .. launched .. " ranks but kdx was built without MPI "
+      .. "(make MPI=1 needs mpicc; scripts/deps.sh --mpi installs Open MPI): " .. tostring(mod), 2)
+  end
+  return nil
+end
+
+local mpi = load_mpi()
+
+--- "mpi" when the collectives run over MPI, "single" for the one-process fallback.
+M.backend = mpi and "mpi" or "single"
+
+if mpi then
+  mpi.init()
+  -- Finalise when the Lua state closes (MPI wants it before the process exits).
+  M._finalizer = setmetatable({}, {__gc = function() mpi.finalize() end})
+
+  --- Initialises the collectives (done on load; a second call does nothing).
+  function M.init() mpi.init() end
+  --- Ends MPI; no collective may follow.
+  function M.finalize() mpi.finalize() end
+  --- This process's rank, 0-based.
+  function M.rank() return mpi.rank() end
+  --- The number of processes.
+  function M.size() return mpi.size() end
+  --- Waits until every rank has reached it.
+  function M.barrier() mpi.barrier() end
+  --- t = op over ranks of t, in place (float32/float64; op "sum" (default), "mean", "max", "min"); returns t.
+  function M.allreduce(t, op)
+    check_tensor("allreduce", t); check_op(op)
+    return mpi.allreduce(t, op or "sum")
+  end
+  --- t = rank root's t (root 0-based, default 0), in place; returns t.
+  function M.broadcast(t, root)
+    check_tensor("broadcast", t)
+    return mpi.broadcast(t, root or 0)
+  end
+  --- A new tensor: the ranks' t concatenated along dim 1 in rank order.
+  function M.allgather(t)
+    check_tensor("allgather", t)
+    return mpi.allgather(t)
+  end
+else
+  --- Initialises the collectives (nothing to do on one process).
+  function M.init() end
+  --- Ends the collectives (nothing to do on one process).
+  function M.finalize() end
+  --- This process's rank, 0-based: 0.
+  function M.rank() return 0 end
+  --- The number of processes: 1.
+  function M.size() return 1 end
+  --- Waits for every rank: returns at once.
+  function M.barrier() end
+  --- The reduction over one rank: t itself (checked as the MPI version checks it).
+  function M.allreduce(t, op)
+    check_tensor("allreduce", t); check_op(op)
+    local dt = t:dtype()
+    if dt ~= "float32" and dt ~= "float64" then
+      error("kdx.dist.allreduce: the tensor must be float32 or float64, got " .. dt, 2)
+    end
+    return t
+  end
+  --- Rank root's t: t itself (root must be 0).
+  function M.broadcast(t, root)
+    check_tensor("broadcast", t)
+    if root ~= nil and root ~= 0 then
+      error(("kdx.dist.broadcast: root %s is not a rank (0..0)"):format(tostring(root)), 2)
+    end
+    return t
+  end
+  --- The ranks' t concatenated along dim 1: a copy of t.
+  function M.allgather(t)
+    check_tensor("allgather", t)
+    if t:dim() < 1 then error("kdx.dist.allgather: the tensor needs at least one dim", 2) end
+    return t:clone()
+  end
+end
+
+-- ---------------------------------------------------- data-parallel training --
+-- Used by kdx.train{..., distributed = true}; written with the functions above,
+-- so they run the same on one process.
+
+--- Copies rank 0's parameters and buffers of model into every rank's (call before training).
+function M.broadcast_parameters(model)
+  for _, p in ipairs(model:parameters()) do M.broadcast(p, 0) end
+  for _, b in ipairs(model:buffers()) do M.broadcast(b, 0) end
+end
+
+--- The distributed sampler: an iterator over this rank's part of each global
+-- batch of a kdx.data.DataLoader. The loader's batch_size is the global batch;
+-- its order is the loader's own (the same seeded permutation on every rank, a
+-- new one each epoch when shuffle), and rank r takes the rows r+1, r+1+size(),
+-- ... of each global batch, so the ranks' parts are disjoint and together make
+-- the batch a single process would draw. A rank with no row in a (last,
+-- short) batch gets (false, false) so that it still takes part in the step.
+function M.shard_batches(loader)
+  local kdx = require "kdx"
+  loader.epoch = loader.epoch + 1
+  local ds, bs, n = loader.dataset, loader.batch_size, loader.dataset:size()
+  local order = loader.shuffle and kdx.data.permutation(n, loader.seed + loader.epoch):totable() or nil
+  local rank, size = M.rank(), M.size()
+  local at = 1
+  return function()
+    if at > n or (loader.drop_last and at + bs - 1 > n) then return nil end
+    local len = math.min(bs, n - at + 1)
+    local rows = {}
+    for j = rank + 1, len, size do
+      local pos = at + j - 1
+      rows[#rows + 1] = order and order[pos] or pos
+    end
+    at = at + len
+    if #rows == 0 then return false, false end
+    local idx = kdx.tensor(rows, "int64")
+    local x = ds.x:index_select(1, idx)
+    local y = ds.y and ds.y:index_select(1, idx)
+    if loader.transform then x = loader.transform(x) end
+    return x, y
+  end
+end
+
+--- Averages the gradients of params over ranks, weighted by each rank's
+-- count of rows (so the result is the gradient of the mean loss over the
+-- whole global batch), with one allreduce of one flat bucket. A parameter
+-- keeps a nil gradient only when it has none on every rank.
+function M.average_gradients(params, count)
+  local kdx = require "kdx"
+  if #params == 0 then return end
+  local dtype = params[1]:dtype()
+  local parts, flags = {}, {}
+  for i, p in ipairs(params) do
+    if p:dtype() ~= dtype then
+      error("kdx.dist.average_gradients: every parameter must have the same dtype", 2)
+    end
+    local g = p.grad
+    parts[i] = g and (g:reshape{p:numel()} * count) or kdx.zeros({p:numel()}, dtype)
+    flags[i] = g and 1 or 0
+  end
+  flags[#flags + 1] = count
+  parts[#parts + 1] = kdx.tensor(flags, dtype)
+  local bucket = M.allreduce(kdx.cat(parts, 1), "sum")
+  local nflags = #params + 1
+  local total = bucket:numel() - nflags
+  local tail = bucket:narrow(1, total + 1, nflags):totable()
+  local rows = tail[nflags]
+  local off = 1
+  for i, p in ipairs(params) do
+    local k = p:numel()
+    if tail[i] > 0 and rows > 0 then
+      p.grad = bucket:narrow(1, off, k):reshape(p:size()) / rows
+    else
+      p.grad = nil
+    end
+    off = off + k
+  end
+end
+
+-- ------------------------------------------------ dataset-wide computations --
+
+-- This rank's block of n rows: first, count (rows first .. first + count - 1).
+local function block(n)
+  local r, k = M.rank(), M.size()
+  local lo, hi = (r * n) // k, ((r + 1) * n) // k
+  return lo + 1, hi - lo
+end
+
+--- fn over the rows of x split across ranks, gathered: each rank calls
+-- fn(its block of rows of x, the same block of every further tensor argument
+-- with as many rows, other arguments as they are) and the results are
+-- concatenated along dim 1 in rank order, so every rank gets what fn(x, ...)
+-- gives on one process (for fn that treats rows independently). Rank r's
+-- block is rows floor(r*n/size)+1 .. floor((r+1)*n/size); x needs at least
+-- size() rows.
+function M.map_rows(fn, x, ...)
+  local kdx = require "kdx"
+  if type(fn) ~= "function" then error("kdx.dist.map_rows: argument 1 must be a function", 2) end
+  check_tensor("map_rows", x)
+  local n = x:dim() > 0 and x:size(1) or 0
+  if n < M.size() then
+    error(("kdx.dist.map_rows: x has %d rows, fewer than the %d ranks"):format(n, M.size()), 2)
+  end
+  local first, count = block(n)
+  local args = table.pack(...)
+  for i = 1, args.n do
+    local a = args[i]
+    if kdx.is_tensor(a) and a:dim() > 0 and a:size(1) == n then args[i] = a:narrow(1, first, count) end
+  end
+  local out = fn(x:narrow(1, first, count), table.unpack(args, 1, args.n))
+  if not kdx.is_tensor(out) then error("kdx.dist.map_rows: fn must return a tensor", 2) end
+  return M.allgather(out:contiguous())
+end
+
+return M
