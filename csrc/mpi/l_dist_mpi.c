@@ -1,10 +1,10 @@
-/* kdx.dist_mpi: the Lua face of csrc/dist_mpi.c. Loaded by lua/kdx/dist.lua
+/* kdx.dist_mpi: the Lua face of csrc/mpi/dist_mpi.c. Loaded by lua/kdx/dist.lua
    after kdx/core.so was made global, whose kdx_* and kdxL_* it uses. */
 #include <lauxlib.h>
 #include <lua.h>
 #include <string.h>
 
-#include "../dist_mpi.h"
+#include "dist_mpi.h"
 #include "../lua/kdx_lua.h"
 
 int luaopen_kdx_dist_mpi(lua_State *L);
