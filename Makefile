@@ -45,8 +45,9 @@ DEPS_LIB ?=
 VERSION := $(shell sed -n 's/^\#define KDX_VERSION "\(.*\)"/\1/p' csrc/kdx.h)
 LDFLAGS += -pthread $(SANFLAGS)
 
-# csrc/mpi/ needs MPI: it goes only into kdx/dist_mpi.so (below), never into
-# libkdx.a, so the default build and its tests do not change.
+# csrc/mpi/ (engine) and csrc/lua/mpi/ (binding) need MPI: they go only into
+# kdx/dist_mpi.so (below), never into libkdx.a or core.so, so the default
+# build and its tests do not change.
 ENGINE_SRC := $(wildcard csrc/*.c)
 BIND_SRC   := $(wildcard csrc/lua/*.c)
 CTEST_SRC  := $(wildcard csrc/test/test_*.c)
@@ -76,9 +77,9 @@ all: $(LIB) $(CORE) $(if $(filter 1,$(MPI)),$(DIST_MPI))
 # Linked with mpicc and without libkdx.a: its kdx_*/kdxL_* symbols come from
 # kdx/core.so, a dependency found next to it ($$ORIGIN), which the loader
 # recognises as the core.so Lua already loaded: one engine, one tensor metatable.
-$(DIST_MPI): csrc/mpi/dist_mpi.c csrc/mpi/l_dist_mpi.c csrc/mpi/dist_mpi.h $(HEADERS) $(CORE)
+$(DIST_MPI): csrc/mpi/dist_mpi.c csrc/lua/mpi/l_dist_mpi.c csrc/mpi/dist_mpi.h $(HEADERS) $(CORE)
 	@mkdir -p $(dir $@)
-	$(MPICC) $(CFLAGS) -Icsrc $(LUA_INC) -shared -o $@ csrc/mpi/dist_mpi.c csrc/mpi/l_dist_mpi.c $(LDFLAGS) \
+	$(MPICC) $(CFLAGS) -Icsrc $(LUA_INC) -shared -o $@ csrc/mpi/dist_mpi.c csrc/lua/mpi/l_dist_mpi.c $(LDFLAGS) \
 		-L$(dir $@) -l:core.so -Wl,-rpath,'$$ORIGIN' -Wl,-z,nodelete
 
 $(BUILD)/obj/%.o: csrc/%.c $(HEADERS)

@@ -4,8 +4,8 @@
 #include <lua.h>
 #include <string.h>
 
-#include "dist_mpi.h"
-#include "../lua/kdx_lua.h"
+#include "../../mpi/dist_mpi.h"
+#include "../kdx_lua.h"
 
 int luaopen_kdx_dist_mpi(lua_State *L);
 
