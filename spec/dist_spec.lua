@@ -95,18 +95,91 @@ describe("kdx.dist without mpirun", function()
     assert.matches("kdx.dist.map_rows: argument 1", tostring(e), 1, true)
   end)
 
-  it("needs a DataLoader for distributed = true and refuses checkpoints there", function()
+  it("needs a DataLoader for distributed = true, and checkpoints and resumes there", function()
     local m = kdx.nn.Linear(2, 2)
     local opt = kdx.optim.SGD(m:parameters(), {lr = 0.1})
     local batches = {{kdx.randn{4, 2}, kdx.tensor({1, 2, 1, 2}, "int64")}}
     local ok, e = pcall(kdx.train, {model = m, optimizer = opt, data = batches, distributed = true})
     assert.is_false(ok)
     assert.matches("kdx.train: distributed = true needs a kdx.data.DataLoader", tostring(e), 1, true)
-    local loader = kdx.data.DataLoader(kdx.data.digits(), {batch_size = 10})
-    ok, e = pcall(kdx.train, {model = m, optimizer = opt, data = loader, distributed = true,
-      checkpoint = {path = os.tmpname()}})
+    ok, e = pcall(kdx.distill.run, {teacher = kdx.nn.Linear(2, 2), student = m, data = batches, distributed = true,
+      optimizer = opt})
     assert.is_false(ok)
-    assert.matches("not built yet", tostring(e), 1, true)
+    assert.matches("kdx.distill.run: distributed = true needs a kdx.data dataset or DataLoader", tostring(e), 1, true)
+
+    local nn = kdx.nn
+    local ds = kdx.data.digits():subset(kdx.arange(1, 121))
+    local path = os.tmpname()
+    local function go(stop_at, ck, resume)
+      kdx.manual_seed(3)
+      local model = nn.Sequential{nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 10)}
+      local o = kdx.optim.SGD(model:parameters(), {lr = 0.1, momentum = 0.9})
+      local n, inner = 0, o.step
+      o.step = function(self, ...)
+        inner(self, ...)
+        n = n + 1
+        if n == stop_at then error("stop", 0) end
+      end
+      local good, h = pcall(kdx.train, {model = model, optimizer = o, epochs = 2, distributed = true, log = false,
+        data = kdx.data.DataLoader(ds, {batch_size = 25, shuffle = true, seed = 1}), checkpoint = ck,
+        resume = resume, progress = false})
+      return good, h, model
+    end
+    local ok0, h0, m0 = go(0)
+    assert.is_true(ok0)
+    assert.is_false(go(7, {path = path, every = 3}))
+    local ok2, h2, m2 = go(0, nil, path)
+    os.remove(path)
+    assert.is_true(ok2, tostring(h2))
+    assert.are.equal(h0[2].loss, h2[2].loss)
+    assert.are.equal(0, (m0:parameters()[1] - m2:parameters()[1]):abs():max():item())
+  end)
+
+  it("refuses the CRD term with distributed = true (its memory banks are per process)", function()
+    local nn = kdx.nn
+    local loader = kdx.data.DataLoader(kdx.data.digits(), {batch_size = 32})
+    local ok, e = pcall(kdx.distill.run, {teacher = nn.Sequential{nn.Flatten(), nn.Linear(64, 10)},
+      student = nn.Sequential{nn.Flatten(), nn.Linear(64, 10)}, data = loader, loss = {crd = 1}, distributed = true,
+      optimizer = function(p) return kdx.optim.SGD(p, {lr = 0.1}) end})
+    assert.is_false(ok)
+    assert.matches("kdx.distill.run: loss term 'crd' is not supported with distributed = true", tostring(e), 1, true)
+  end)
+
+  it("averages gradients in buckets: one rank's gradients unchanged, statistics summed alongside", function()
+    local a = kdx.randn({3, 4}):requires_grad_()
+    local b = kdx.randn({5}):requires_grad_()
+    local c = kdx.randn({2}):requires_grad_() -- no gradient: stays nil
+    local loss = (a * a):sum() + b:sum()
+    loss:backward()
+    local ga, gb = a.grad:clone(), b.grad:clone()
+    for _, cap in ipairs{4, 1e9} do -- a bucket per parameter, or one for all
+      local rows, sums = kdx.dist.average_gradients({a, b, c}, 6, {1.5, 7}, {bucket_bytes = cap})
+      assert.are.equal(6, rows)
+      assert.are.same({1.5, 7}, sums)
+      assert.is_true((a.grad - ga):abs():max():item() < 1e-6)
+      assert.is_true((b.grad - gb):abs():max():item() < 1e-6)
+      assert.is_nil(c.grad)
+    end
+    local ok, e = pcall(kdx.dist.average_gradients, {a}, -1)
+    assert.is_false(ok)
+    assert.matches("kdx.dist.average_gradients: count", tostring(e), 1, true)
+    local list = {kdx.tensor{1, 2}, kdx.tensor({3}, "float64")}
+    assert.is_true(rawequal(kdx.dist.allreduce_all(list), list))
+    ok, e = pcall(kdx.dist.allreduce_all, {kdx.tensor({1}, "int64")})
+    assert.is_false(ok)
+    assert.matches("kdx.dist.allreduce_all: entry 1 must be float32 or float64", tostring(e), 1, true)
+  end)
+
+  it("evaluates a split of the data as the whole on one rank", function()
+    local _, test = kdx.data.digits()
+    kdx.manual_seed(2)
+    local m = kdx.nn.Sequential{kdx.nn.Flatten(), kdx.nn.Linear(64, 10)}
+    local loader = kdx.data.DataLoader(test, {batch_size = 64})
+    local whole = kdx.evaluate(m, loader)
+    local split = kdx.evaluate(m, loader, {distributed = true})
+    assert.are.equal(whole.n, split.n)
+    assert.are.equal(whole.accuracy, split.accuracy)
+    assert.is_true(math.abs(whole.loss - split.loss) < 1e-12)
   end)
 end)
 
@@ -147,6 +220,24 @@ else
       assert(ok, "2-rank training failed:\n" .. out)
       assert.matches("rank 0: distributed training ok", out, 1, true)
       assert.matches("rank 1: distributed training ok", out, 1, true)
+    end)
+
+    it("distils with distributed = true: identical ranks, equal to one process", function()
+      local ok, out = mpirun("spec/dist/distill.lua")
+      assert(ok, "2-rank distillation failed:\n" .. out)
+      assert.matches("rank 0: distributed distillation ok", out, 1, true)
+      assert.matches("rank 1: distributed distillation ok", out, 1, true)
+    end)
+
+    it("writes checkpoints on rank 0 and resumes every rank to the uninterrupted run", function()
+      local dir = os.tmpname()
+      os.remove(dir)
+      assert(os.execute("mkdir -p " .. dir))
+      local ok, out = mpirun("spec/dist/resume.lua " .. dir)
+      os.execute("rm -rf " .. dir)
+      assert(ok, "2-rank resume failed:\n" .. out)
+      assert.matches("rank 0: distributed resume ok", out, 1, true)
+      assert.matches("rank 1: distributed resume ok", out, 1, true)
     end)
 
     it("splits a dataset-wide integrated gradients across ranks and equals the 1-rank one", function()

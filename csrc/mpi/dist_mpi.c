@@ -93,6 +93,19 @@ static kdx_status count_of(const kdx_tensor *t, const char *fname, int *out)
     return KDX_OK;
 }
 
+/* buf *= 1/size, for the mean. */
+static void scale_mean(kdx_tensor *buf, int n)
+{
+    double k = 1.0 / kdx_dist_size();
+    if (kdx_tensor_dtype(buf) == KDX_DTYPE_F32) {
+        float *p = kdx_tensor_data(buf);
+        for (int i = 0; i < n; i++) p[i] = (float)(p[i] * k);
+    } else {
+        double *p = kdx_tensor_data(buf);
+        for (int i = 0; i < n; i++) p[i] *= k;
+    }
+}
+
 kdx_status kdx_dist_allreduce(kdx_tensor *t, kdx_dist_op op)
 {
     const char *fn = "dist_allreduce";
@@ -107,18 +120,44 @@ kdx_status kdx_dist_allreduce(kdx_tensor *t, kdx_dist_op op)
     kdx_tensor *buf = NULL;
     if ((s = kdx_contiguous(t, &buf)) != KDX_OK) return s; /* t itself when contiguous: no copy */
     s = mpi_check(MPI_Allreduce(MPI_IN_PLACE, kdx_tensor_data(buf), n, mpi_type(dt), mop, MPI_COMM_WORLD), fn);
-    if (s == KDX_OK && op == KDX_DIST_MEAN) {
-        double k = 1.0 / kdx_dist_size();
-        if (dt == KDX_DTYPE_F32) {
-            float *p = kdx_tensor_data(buf);
-            for (int i = 0; i < n; i++) p[i] = (float)(p[i] * k);
-        } else {
-            double *p = kdx_tensor_data(buf);
-            for (int i = 0; i < n; i++) p[i] *= k;
-        }
-    }
+    if (s == KDX_OK && op == KDX_DIST_MEAN) scale_mean(buf, n);
     if (s == KDX_OK && buf != t) s = kdx_copy_(t, buf);
     kdx_tensor_release(buf);
+    return s;
+}
+
+kdx_status kdx_dist_allreduce_many(kdx_tensor *const *ts, int n, kdx_dist_op op)
+{
+    const char *fn = "dist_allreduce_many";
+    kdx_status s = need_ready(fn);
+    if (s != KDX_OK) return s;
+    if (n < 0) return kdx_fail(KDX_EINVAL, "%s: negative count %d", fn, n);
+    int *counts = calloc((size_t)n + 1, sizeof(int));
+    MPI_Request *req = calloc((size_t)n + 1, sizeof(MPI_Request));
+    if (!counts || !req) s = kdx_fail(KDX_ENOMEM, "%s: out of memory", fn);
+    for (int i = 0; i < n && s == KDX_OK; i++) {
+        kdx_dtype dt = kdx_tensor_dtype(ts[i]);
+        if (dt != KDX_DTYPE_F32 && dt != KDX_DTYPE_F64)
+            s = kdx_fail(KDX_EDTYPE, "%s: tensor %d must be float32 or float64", fn, i + 1);
+        else if (!kdx_tensor_is_contiguous(ts[i]))
+            s = kdx_fail(KDX_EINVAL, "%s: tensor %d must be contiguous", fn, i + 1);
+        else
+            s = count_of(ts[i], fn, &counts[i]);
+    }
+    MPI_Op mop = op == KDX_DIST_MAX ? MPI_MAX : op == KDX_DIST_MIN ? MPI_MIN : MPI_SUM;
+    int started = 0;
+    for (; started < n && s == KDX_OK; started++)
+        s = mpi_check(MPI_Iallreduce(MPI_IN_PLACE, kdx_tensor_data(ts[started]), counts[started],
+                                     mpi_type(kdx_tensor_dtype(ts[started])), mop, MPI_COMM_WORLD, &req[started]),
+                      fn);
+    if (s != KDX_OK && started > 0) started--; /* the failed one holds no request */
+    /* every started reduction is waited for, also after a failure: the
+       buffers must not be released while MPI still writes into them */
+    kdx_status w = started > 0 ? mpi_check(MPI_Waitall(started, req, MPI_STATUSES_IGNORE), fn) : KDX_OK;
+    if (s == KDX_OK) s = w;
+    for (int i = 0; i < n && s == KDX_OK && op == KDX_DIST_MEAN; i++) scale_mean(ts[i], counts[i]);
+    free(counts);
+    free(req);
     return s;
 }
 

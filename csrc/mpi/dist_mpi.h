@@ -23,6 +23,10 @@ kdx_status kdx_dist_barrier(void);
 /* t = op over ranks of t, in place (float32/float64). Contiguous tensors are
    reduced in their own storage (MPI_IN_PLACE); others through one copy. */
 kdx_status kdx_dist_allreduce(kdx_tensor *t, kdx_dist_op op);
+/* Each of the n tensors ts[i] = op over ranks of ts[i], in place, every
+   reduction started at once (MPI_Iallreduce) and then waited for, so the
+   messages overlap. The tensors must be contiguous float32/float64. */
+kdx_status kdx_dist_allreduce_many(kdx_tensor *const *ts, int n, kdx_dist_op op);
 /* t = root's t on every rank, in place (any dtype; same shape everywhere). */
 kdx_status kdx_dist_broadcast(kdx_tensor *t, int root);
 /* The ranks' tensors concatenated along dim 0, in rank order. The first dim

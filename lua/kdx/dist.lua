@@ -25,6 +25,26 @@ local function check_op(op)
   end
 end
 
+-- A list of float tensors for allreduce_all, and the contiguous tensors to
+-- reduce (a non-contiguous one through a copy that is written back).
+local function check_list(list)
+  if type(list) ~= "table" then
+    error(("kdx.dist.allreduce_all: argument 1 must be a list of tensors, got %s"):format(type(list)), 3)
+  end
+  local work = {}
+  for i, t in ipairs(list) do
+    if not core.is_tensor(t) then
+      error(("kdx.dist.allreduce_all: entry %d must be a tensor, got %s"):format(i, type(t)), 3)
+    end
+    local dt = t:dtype()
+    if dt ~= "float32" and dt ~= "float64" then
+      error(("kdx.dist.allreduce_all: entry %d must be float32 or float64, got %s"):format(i, dt), 3)
+    end
+    work[i] = t:is_contiguous() and t or t:contiguous()
+  end
+  return work
+end
+
 -- The MPI module when this process was launched by mpirun, else nil.
 local function load_mpi()
   local launched = tonumber(os.getenv("OMPI_COMM_WORLD_SIZE") or "")
@@ -73,6 +93,13 @@ if mpi then
     check_tensor("allgather", t)
     return mpi.allgather(t)
   end
+  --- Every tensor of the list reduced in place like allreduce, all messages in flight at once; returns the list.
+  function M.allreduce_all(list, op)
+    local work = check_list(list); check_op(op)
+    mpi.allreduce_many(work, op or "sum")
+    for i, t in ipairs(list) do if work[i] ~= t then t:copy_(work[i]) end end
+    return list
+  end
 else
   --- Initialises the collectives (nothing to do on one process).
   function M.init() end
@@ -92,6 +119,11 @@ else
       error("kdx.dist.allreduce: the tensor must be float32 or float64, got " .. dt, 2)
     end
     return t
+  end
+  --- The reductions over one rank: the list itself (checked as the MPI version checks it).
+  function M.allreduce_all(list, op)
+    check_list(list); check_op(op)
+    return list
   end
   --- Rank root's t: t itself (root must be 0).
   function M.broadcast(t, root)
@@ -120,12 +152,14 @@ function M.broadcast_parameters(model)
 end
 
 --- The distributed sampler: an iterator over this rank's part of each global
--- batch of a kdx.data.DataLoader. The loader's batch_size is the global batch;
--- its order is the loader's own (the same seeded permutation on every rank, a
--- new one each epoch when shuffle), and rank r takes the rows r+1, r+1+size(),
--- ... of each global batch, so the ranks' parts are disjoint and together make
--- the batch a single process would draw. A rank with no row in a (last,
--- short) batch gets (false, false) so that it still takes part in the step.
+-- batch of a kdx.data.DataLoader, yielding x, y and the int64 tensor of the
+-- batch's (1-based) dataset indices. The loader's batch_size is the global
+-- batch; its order is the loader's own (the same seeded permutation on every
+-- rank, a new one each epoch when shuffle), and rank r takes the rows r+1,
+-- r+1+size(), ... of each global batch, so the ranks' parts are disjoint and
+-- together make the batch a single process would draw. A rank with no row in
+-- a (last, short) batch gets (false, false, false) so that it still takes
+-- part in the step.
 function M.shard_batches(loader)
   local kdx = require "kdx"
   loader.epoch = loader.epoch + 1
@@ -142,49 +176,94 @@ function M.shard_batches(loader)
       rows[#rows + 1] = order and order[pos] or pos
     end
     at = at + len
-    if #rows == 0 then return false, false end
+    if #rows == 0 then return false, false, false end
     local idx = kdx.tensor(rows, "int64")
     local x = ds.x:index_select(1, idx)
     local y = ds.y and ds.y:index_select(1, idx)
     if loader.transform then x = loader.transform(x) end
-    return x, y
+    return x, y, idx
   end
 end
 
+-- Parameters in buckets of at most cap bytes (a parameter larger than cap is
+-- a bucket of its own), in reverse order: the last layers' gradients, which
+-- backward finishes first, go first, as in PyTorch's DDP.
+local function buckets(params, cap)
+  local out, cur, bytes = {}, {}, 0
+  for i = #params, 1, -1 do
+    local p = params[i]
+    local b = p:numel() * (p:dtype() == "float64" and 8 or 4)
+    if #cur > 0 and bytes + b > cap then
+      out[#out + 1], cur, bytes = cur, {}, 0
+    end
+    cur[#cur + 1], bytes = i, bytes + b
+  end
+  if #cur > 0 then out[#out + 1] = cur end
+  return out
+end
+
+--- The default bucket size of average_gradients, in bytes (25 MiB, PyTorch DDP's).
+M.bucket_bytes = 25 * 1024 * 1024
+
 --- Averages the gradients of params over ranks, weighted by each rank's
 -- count of rows (so the result is the gradient of the mean loss over the
--- whole global batch), with one allreduce of one flat bucket. A parameter
--- keeps a nil gradient only when it has none on every rank.
-function M.average_gradients(params, count)
+-- whole global batch), and sums the numbers of the list extra over ranks on
+-- the way (per-step statistics ride along at no extra message). The
+-- gradients go in flat buckets of at most opts.bucket_bytes (default
+-- kdx.dist.bucket_bytes), last layers first, all of them in flight at once
+-- (allreduce_all). A
+-- parameter keeps a nil gradient only when it has none on every rank.
+-- Returns the total row count and the list of summed extras.
+function M.average_gradients(params, count, extra, opts)
   local kdx = require "kdx"
-  if #params == 0 then return end
-  local dtype = params[1]:dtype()
-  local parts, flags = {}, {}
+  local fname = "kdx.dist.average_gradients"
+  if type(params) ~= "table" then error(fname .. ": params must be a list of tensors", 2) end
+  if type(count) ~= "number" or count < 0 then error(fname .. ": count must be a non-negative number of rows", 2) end
+  extra = extra or {}
+  local cap = opts and opts.bucket_bytes or M.bucket_bytes
+  if type(cap) ~= "number" or cap < 1 then error(fname .. ": bucket_bytes must be a positive number", 2) end
+  local dtype = #params > 0 and params[1]:dtype() or "float64"
   for i, p in ipairs(params) do
-    if p:dtype() ~= dtype then
-      error("kdx.dist.average_gradients: every parameter must have the same dtype", 2)
-    end
-    local g = p.grad
-    parts[i] = g and (g:reshape{p:numel()} * count) or kdx.zeros({p:numel()}, dtype)
-    flags[i] = g and 1 or 0
+    if not kdx.is_tensor(p) then error(("%s: params[%d] is not a tensor"):format(fname, i), 2) end
+    if p:dtype() ~= dtype then error(fname .. ": every parameter must have the same dtype", 2) end
   end
-  flags[#flags + 1] = count
-  parts[#parts + 1] = kdx.tensor(flags, dtype)
-  local bucket = M.allreduce(kdx.cat(parts, 1), "sum")
-  local nflags = #params + 1
-  local total = bucket:numel() - nflags
-  local tail = bucket:narrow(1, total + 1, nflags):totable()
-  local rows = tail[nflags]
-  local off = 1
-  for i, p in ipairs(params) do
-    local k = p:numel()
-    if tail[i] > 0 and rows > 0 then
-      p.grad = bucket:narrow(1, off, k):reshape(p:size()) / rows
-    else
-      p.grad = nil
+  -- the statistics bucket goes first, in float64: per-parameter flags, the
+  -- row count, the extras (a count or a loss sum must not round to float32)
+  local head = {}
+  for i, p in ipairs(params) do head[i] = p.grad and 1 or 0 end
+  head[#head + 1] = count
+  for _, v in ipairs(extra) do head[#head + 1] = v end
+  local sends = {kdx.tensor(head, "float64")}
+  local groups = buckets(params, cap)
+  for g, idx in ipairs(groups) do
+    local parts = {}
+    for j, i in ipairs(idx) do
+      local p = params[i]
+      local gr = p.grad
+      parts[j] = gr and (gr:reshape{p:numel()} * count) or kdx.zeros({p:numel()}, dtype)
     end
-    off = off + k
+    sends[g + 1] = #parts == 1 and parts[1]:contiguous() or kdx.cat(parts, 1)
   end
+  local got = M.allreduce_all(sends, "sum")
+  local stats = got[1]:totable()
+  local np = #params
+  local rows = stats[np + 1]
+  local sums = {}
+  for k = 1, #extra do sums[k] = stats[np + 1 + k] end
+  for g, idx in ipairs(groups) do
+    local bucket, off = got[g + 1], 1
+    for _, i in ipairs(idx) do
+      local p = params[i]
+      local k = p:numel()
+      if stats[i] > 0 and rows > 0 then
+        p.grad = bucket:narrow(1, off, k):reshape(p:size()) / rows
+      else
+        p.grad = nil
+      end
+      off = off + k
+    end
+  end
+  return rows, sums
 end
 
 -- ------------------------------------------------ dataset-wide computations --

@@ -246,6 +246,66 @@ function M.param_names(modules)
   return names
 end
 
+-- ----------------------------------------------------------- distributed --
+
+--- The end of a data-parallel step (kdx.dist): averages the gradients of
+-- params over ranks (weighted by rows, kdx.dist.average_gradients) and, in
+-- the same messages, sums the step's statistics, so every rank gets the
+-- global ones: returns the mean loss over the global batch, its rows, the
+-- correct predictions (nil when no rank counted any) and the mean of each
+-- named term (names: the same sorted list on every rank; values[name] this
+-- rank's mean, absent or ignored when rows is 0). A non-finite loss on one
+-- rank makes the global loss non-finite on all.
+function M.dist_reduce(params, rows, loss, correct, names, values)
+  names = names or {}
+  local extra = {rows > 0 and loss * rows or 0, correct or 0, correct and 1 or 0}
+  for _, n in ipairs(names) do extra[#extra + 1] = rows > 0 and values[n] * rows or 0 end
+  local total, sums = kdx.no_grad(kdx.dist.average_gradients, params, rows, extra)
+  local terms
+  if #names > 0 then
+    terms = {}
+    for i, n in ipairs(names) do terms[n] = sums[3 + i] / total end
+  end
+  return sums[1] / total, total, sums[3] > 0 and sums[2] or nil, terms
+end
+
+--- This rank's part of evaluation data for a distributed run, and true; or
+-- data itself and false when it cannot be split (an iterator function). A
+-- dataset or a DataLoader over one: a contiguous block of rows (rank r:
+-- floor(r*n/size)+1 .. floor((r+1)*n/size)) in an unshuffled loader of the
+-- same batch_size and transform; a list of batches: batches r+1, r+1+size, ....
+function M.shard_eval(data)
+  local dist = kdx.dist
+  local r, k = dist.rank(), dist.size()
+  local ds, bs, transform
+  if is_dataset(data) then ds, bs = data, 256
+  elseif is_loader(data) and is_dataset(data.dataset) and data.batch_size then
+    ds, bs, transform = data.dataset, data.batch_size, data.transform
+  end
+  if ds then
+    local n = ds:size()
+    local lo, hi = (r * n) // k, ((r + 1) * n) // k
+    local part = setmetatable({}, getmetatable(ds))
+    for key, v in pairs(ds) do part[key] = v end
+    part.x = ds.x:narrow(1, lo + 1, hi - lo)
+    if ds.y then part.y = ds.y:narrow(1, lo + 1, hi - lo) end
+    return kdx.data.DataLoader(part, {batch_size = bs, transform = transform}), true
+  end
+  if type(data) == "table" and not is_loader(data) then
+    local mine = {}
+    for i = r + 1, #data, k do mine[#mine + 1] = data[i] end
+    return mine, true
+  end
+  return data, false
+end
+
+-- Each rank's generator state, gathered (a list of 6-integer tables, rank
+-- order), so that a checkpoint of a distributed run restores every rank's.
+local function gather_rng()
+  local all = kdx.dist.allgather(kdx.tensor(kdx.get_rng_state(), "int64"):reshape{1, 6})
+  return all:totable()
+end
+
 -- ----------------------------------------------------------- checkpoints --
 
 -- Lua values as the text of a Lua constructor, read back by a chunk with no
@@ -413,6 +473,14 @@ function M.load_checkpoint(fname, spec, path)
   for _, k in ipairs{"sum", "n", "correct", "seen", "skipped", "step", "seconds"} do
     if type(st.partial[k]) ~= "number" then fail(fname, "cannot resume from %s: the checkpoint's training state is corrupt", path) end
   end
+  if st.rng_ranks ~= nil then
+    local good = type(st.rng_ranks) == "table" and #st.rng_ranks >= 1
+    for _, r in ipairs(good and st.rng_ranks or {}) do
+      if type(r) ~= "table" or #r ~= 6 then good = false break end
+      for i = 1, 6 do if math.type(r[i]) ~= "integer" then good = false end end
+    end
+    if not good then fail(fname, "cannot resume from %s: the checkpoint's training state is corrupt", path) end
+  end
   if st.fname ~= fname then fail(fname, "cannot resume from %s: it was written by %s", path, tostring(st.fname)) end
   local want, have = {}, {}
   for _, m in ipairs(spec.modules or {}) do want[#want + 1] = m[1] end
@@ -466,7 +534,11 @@ end
 -- end_epoch(epoch, stats), on_epoch(epoch, stats) (return false to stop),
 -- lr() (the current rate); on_nonfinite ("error" or "skip"); checkpoint
 -- ({path, every}), resume (a path), and for them modules (a list of
--- {name, module}), optimizer and scheduler, whose state a checkpoint holds.
+-- {name, module}), optimizer and scheduler, whose state a checkpoint holds;
+-- distributed (true: data is a DataLoader sharded with kdx.dist.shard_batches
+-- (its keys are the dataset indices), steps return global statistics (see
+-- dist_reduce), rank 0 alone logs and writes checkpoints, and every rank
+-- reads the one it resumes from).
 -- Each stats table holds epoch, loss and terms (per-sample means), accuracy
 -- (when the step counts correct predictions), seconds, samples_per_second,
 -- lr, skipped (steps skipped as non-finite), and whatever end_epoch adds.
@@ -480,6 +552,9 @@ function M.run_epochs(spec)
   local enabled = spec.progress
   if enabled == nil or enabled == "auto" then enabled = M.is_terminal() end
   local data = spec.data
+  local dist = spec.distributed and kdx.dist or nil
+  local lead = not dist or dist.rank() == 0
+  if not lead then log, enabled = false, false end -- rank 0 alone speaks
   local bar = M.progress{enabled = enabled, epochs = epochs, nbatches = M.num_batches(data)}
   local keeps_epoch = is_loader(data) and math.type(data.epoch) == "integer"
   local history, first, resume, global = {}, 1, nil, 0
@@ -495,7 +570,10 @@ function M.run_epochs(spec)
     bar:start(epoch)
     local acc = {sum = 0, n = 0, correct = 0, seen = 0, terms = nil, skipped = 0, step = 0, seconds = 0}
     if resume and keeps_epoch then data.epoch = resume.loader_epoch - 1 end
-    local iter = spec.indexed and M.indexed_batches(data, fname) or M.batches(data, fname)
+    local iter
+    if dist then iter = dist.shard_batches(data)
+    elseif spec.indexed then iter = M.indexed_batches(data, fname)
+    else iter = M.batches(data, fname) end
     if resume then
       -- the batches done before the checkpoint, drawn again to move the
       -- source on; then the generator as it was after them
@@ -506,7 +584,10 @@ function M.run_epochs(spec)
         end
       end
       acc = resume.partial
-      kdx.set_rng_state(resume.rng)
+      -- a distributed checkpoint holds every rank's generator; with another
+      -- number of ranks each takes rank (r mod saved)'s (not bit-exact then)
+      local saved = resume.rng_ranks
+      kdx.set_rng_state(saved and dist and saved[dist.rank() % #saved + 1] or resume.rng)
       resume = nil
     end
     local seconds0 = acc.seconds
@@ -530,9 +611,14 @@ function M.run_epochs(spec)
       end
       if ck and global % ck.every == 0 then
         acc.seconds = seconds0 + kdx.clock() - bar.t0
-        save_checkpoint(spec, ck.path, {fname = fname, epoch = epoch, step = acc.step, global_step = global,
-          loader_epoch = keeps_epoch and data.epoch or nil, rng = kdx.get_rng_state(), history = history,
-          partial = acc})
+        -- distributed: the state is the same on every rank (the statistics
+        -- are global) but the generators; rank 0 writes it
+        local rng_ranks = dist and gather_rng() or nil
+        if lead then
+          save_checkpoint(spec, ck.path, {fname = fname, epoch = epoch, step = acc.step, global_step = global,
+            loader_epoch = keeps_epoch and data.epoch or nil, rng = kdx.get_rng_state(), rng_ranks = rng_ranks,
+            history = history, partial = acc})
+        end
       end
     end
     local sum, n, terms = acc.sum, acc.n, acc.terms

@@ -23,13 +23,17 @@ end
 
 --- Measures model on data without recording: returns {loss, accuracy, top5, n}
 -- (accuracy and top5 for classification outputs). opts: loss (function or
--- name, default cross_entropy).
+-- name, default cross_entropy), distributed (false; true: each rank of
+-- kdx.dist measures its part of data (loop.shard_eval) and the sums are
+-- allreduced, so every rank returns the whole data's numbers).
 function M.evaluate(model, data, opts)
   opts = opts or {}
   local lf = loss_fn(opts.loss, "kdx.evaluate")
+  local sharded = false
+  if opts.distributed then data, sharded = loop.shard_eval(data) end
   local was = model.training
   model:eval()
-  local total, n, c1, c5, classify = 0, 0, 0, 0, true
+  local total, n, c1, c5, other = 0, 0, 0, 0, 0
   kdx.no_grad(function()
     for x, y in batches(data, "kdx.evaluate") do
       local out = model(x)
@@ -41,12 +45,17 @@ function M.evaluate(model, data, opts)
         c1 = c1 + k1
         c5 = c5 + correct_topk(out, y, math.min(5, out:size(2)))
       else
-        classify = false
+        other = other + 1 -- a batch whose output is not a classification
       end
     end
   end)
   model:train(was)
+  if sharded then
+    local sums = kdx.dist.allreduce(kdx.tensor({total, n, c1, c5, other}, "float64")):totable()
+    total, n, c1, c5, other = sums[1], math.tointeger(sums[2]) or sums[2], sums[3], sums[4], sums[5]
+  end
   if n == 0 then error("kdx.evaluate: the data held no batches", 2) end
+  local classify = other == 0
   return {loss = total / n, accuracy = classify and c1 / n or nil, top5 = classify and c5 / n or nil, n = n}
 end
 
@@ -111,7 +120,9 @@ end
 
 -- kdx.train{..., distributed = true}: each rank runs its part of every global
 -- batch (kdx.dist.shard_batches), the gradients are averaged over ranks before
--- the step, rank 0's initial weights are copied to all, rank 0 alone logs.
+-- the step and the step's statistics summed with them (loop.dist_reduce),
+-- rank 0's initial weights are copied to all, rank 0 alone logs and writes
+-- checkpoints, evaluation is split across ranks.
 function M._train_distributed(args, lf, names)
   local fname = "kdx.train"
   local dist = kdx.dist
@@ -119,21 +130,16 @@ function M._train_distributed(args, lf, names)
   if not (loop.is_loader(data) and loop.is_dataset(data.dataset) and data.batch_size) then
     loop.fail(fname, "distributed = true needs a kdx.data.DataLoader over a dataset as data")
   end
-  if args.checkpoint or args.resume then
-    loop.fail(fname, "checkpoint and resume are not built yet for distributed = true")
-  end
   local params = {}
   for _, g in ipairs(opt.param_groups) do
     for _, p in ipairs(g.params) do params[#params + 1] = p end
   end
   dist.broadcast_parameters(model)
-  local lead = dist.rank() == 0
-  local log, progress = args.log, args.progress
-  if not lead then log, progress = false, false end
   return loop.run_epochs{
-    fname = fname, data = function() return dist.shard_batches(data) end, epochs = args.epochs,
-    progress = progress, log = log,
+    fname = fname, data = data, distributed = true, epochs = args.epochs,
+    progress = args.progress, log = args.log,
     on_epoch = args.on_epoch, on_nonfinite = args.on_nonfinite,
+    checkpoint = args.checkpoint, resume = args.resume,
     modules = {{"model", model}}, optimizer = opt, scheduler = args.scheduler,
     lr = function() return opt.param_groups[1].lr end,
     begin_epoch = function() model:train() end,
@@ -144,24 +150,28 @@ function M._train_distributed(args, lf, names)
         local out = model(x)
         local loss = lf(out, y)
         value, b = loss:item(), x:size(1)
-        -- backward even when the loss is not finite: every rank must reach
-        -- the allreduce; the NaN reaches every rank's gradients and the check
-        -- below skips or stops the step on all of them alike
-        loss:backward()
+        -- a rank with a non-finite loss sends it on instead of a gradient:
+        -- the global loss is then non-finite on every rank, which all skip
+        if loop.finite(value) then loss:backward() end
         k = kdx.no_grad(correct_topk, out, y, 1)
       end
-      kdx.no_grad(dist.average_gradients, params, b)
+      local rows
+      value, rows, k = loop.dist_reduce(params, b, value, k)
+      if not loop.finite(value) then
+        opt:zero_grad()
+        return nil, ("the loss is %s on some rank"):format(loop.nonfinite_name(value))
+      end
       local bad = loop.bad_gradient(opt, names)
       if bad then
         opt:zero_grad()
         return nil, bad
       end
       opt:step()
-      return value, b, k
+      return value, rows, k
     end,
     end_epoch = function(_, stats)
       if args.eval_data then
-        local ev = M.evaluate(model, args.eval_data, {loss = args.loss})
+        local ev = M.evaluate(model, args.eval_data, {loss = args.loss, distributed = true})
         stats.eval_loss, stats.eval_accuracy = ev.loss, ev.accuracy
       end
       if args.scheduler then args.scheduler:step() end

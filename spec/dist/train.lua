@@ -45,21 +45,37 @@ opt.step = function(self, ...)
   check(diff == 0, ("weights differ between ranks after step %d by %g"):format(step, diff))
   return r
 end
+-- buckets of at most 1 KiB: the 2,410 parameters go in several messages
+dist.bucket_bytes = 1024
+local _, test = kdx.data.digits()
 local hist = kdx.train{model = model, data = loader(), optimizer = opt, epochs = 2, distributed = true,
-  progress = false, log = function() end}
+  eval_data = kdx.data.DataLoader(test, {batch_size = 50}), progress = false, log = function() end}
 
 -- the single-process reference, on every rank: rank 0's initial weights,
 -- the whole global batch in one process
 local ref = model_for(100)
 local ropt = kdx.optim.SGD(ref:parameters(), {lr = 0.1, momentum = 0.9})
 local rhist = kdx.train{model = ref, data = loader(), optimizer = ropt, epochs = 2, progress = false,
-  log = function() end}
+  eval_data = kdx.data.DataLoader(test, {batch_size = 50}), log = function() end}
 
 check(step == 2 * math.ceil(train:size() / 63), "steps " .. step)
 local a, b = flat(model), flat(ref)
 local err = ((a - b):abs() - (b:abs() * 1e-4 + 1e-5)):max():item()
 check(err <= 0, ("distributed and single-process weights differ (excess %g)"):format(err))
 check(rhist[2].loss < rhist[1].loss, "the reference trains")
+-- (c) the history is the global batch's on every rank: the same numbers as
+-- one process (the loss to float32 rounding of the two halves' sums)
+for e = 1, 2 do
+  check(math.abs(hist[e].loss - rhist[e].loss) <= 1e-5 * rhist[e].loss,
+    ("epoch %d loss %.9g vs single %.9g"):format(e, hist[e].loss, rhist[e].loss))
+  check(hist[e].accuracy == rhist[e].accuracy, ("epoch %d accuracy %s vs %s"):format(e, hist[e].accuracy, rhist[e].accuracy))
+  -- evaluation split across ranks: the whole test set's numbers
+  check(math.abs(hist[e].eval_loss - rhist[e].eval_loss) <= 1e-5 * rhist[e].eval_loss,
+    ("epoch %d eval loss %.9g vs %.9g"):format(e, hist[e].eval_loss, rhist[e].eval_loss))
+  check(math.abs(hist[e].eval_accuracy - rhist[e].eval_accuracy) < 1e-12, ("epoch %d eval accuracy"):format(e))
+end
+local losses = dist.allgather(kdx.tensor({{hist[1].loss, hist[2].loss}}, "float64"))
+check((losses:select(1, 1) - losses:select(1, 2)):abs():max():item() == 0, "the ranks' histories differ")
 check(hist[2].loss < hist[1].loss, "the distributed run trains")
 
 dist.barrier()

@@ -15,17 +15,38 @@ static int l_rank(lua_State *L) { lua_pushinteger(L, kdx_dist_rank()); return 1;
 static int l_size(lua_State *L) { lua_pushinteger(L, kdx_dist_size()); return 1; }
 static int l_barrier(lua_State *L) { kdxL_checkas(L, kdx_dist_barrier(), "dist.barrier"); return 0; }
 
+static kdx_dist_op checkop(lua_State *L, int i, const char *fname)
+{
+    const char *op = luaL_optstring(L, i, "sum");
+    if (!strcmp(op, "sum")) return KDX_DIST_SUM;
+    if (!strcmp(op, "mean")) return KDX_DIST_MEAN;
+    if (!strcmp(op, "max")) return KDX_DIST_MAX;
+    if (!strcmp(op, "min")) return KDX_DIST_MIN;
+    return (kdx_dist_op)luaL_error(L, "kdx.%s: op must be 'sum', 'mean', 'max' or 'min', got '%s'", fname, op);
+}
+
+/* allreduce_many({t1, t2, ...}, op): every tensor reduced in place, all in flight at once. */
+static int l_allreduce_many(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    kdx_dist_op o = checkop(L, 2, "dist.allreduce_all");
+    int n = (int)luaL_len(L, 1);
+    if (n > 100000) return luaL_error(L, "kdx.dist.allreduce_all: %d tensors is too many", n);
+    kdx_tensor **ts = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *ts, 0);
+    for (int i = 1; i <= n; i++) {
+        lua_geti(L, 1, i);
+        ts[i - 1] = kdxL_checktensor(L, -1, "dist.allreduce_all");
+        lua_pop(L, 1); /* the table keeps the tensor alive */
+    }
+    kdxL_checkas(L, kdx_dist_allreduce_many(ts, n, o), "dist.allreduce_all");
+    lua_settop(L, 1);
+    return 1;
+}
+
 static int l_allreduce(lua_State *L)
 {
     kdx_tensor *t = kdxL_checktensor(L, 1, "dist.allreduce");
-    const char *op = luaL_optstring(L, 2, "sum");
-    kdx_dist_op o;
-    if (!strcmp(op, "sum")) o = KDX_DIST_SUM;
-    else if (!strcmp(op, "mean")) o = KDX_DIST_MEAN;
-    else if (!strcmp(op, "max")) o = KDX_DIST_MAX;
-    else if (!strcmp(op, "min")) o = KDX_DIST_MIN;
-    else return luaL_error(L, "kdx.dist.allreduce: op must be 'sum', 'mean', 'max' or 'min', got '%s'", op);
-    kdxL_checkas(L, kdx_dist_allreduce(t, o), "dist.allreduce");
+    kdxL_checkas(L, kdx_dist_allreduce(t, checkop(L, 2, "dist.allreduce")), "dist.allreduce");
     lua_settop(L, 1);
     return 1;
 }
@@ -52,7 +73,7 @@ int luaopen_kdx_dist_mpi(lua_State *L)
     static const luaL_Reg fns[] = {
         {"init", l_init}, {"finalize", l_finalize}, {"rank", l_rank}, {"size", l_size},
         {"barrier", l_barrier}, {"allreduce", l_allreduce}, {"broadcast", l_broadcast},
-        {"allgather", l_allgather}, {NULL, NULL}};
+        {"allgather", l_allgather}, {"allreduce_many", l_allreduce_many}, {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;
 }

@@ -204,14 +204,26 @@ local function teacher_source(fname, args, data, tnames, tsite)
     if data.transform then
       fail(fname, "cache_teacher needs the same inputs every epoch, but the loader has a transform")
     end
-    -- one pass over the dataset in order; batches then gather their rows
+    -- one pass over the dataset in order; batches then gather their rows.
+    -- Distributed, each rank computes a block of rows and the blocks are
+    -- gathered, so every rank holds the whole cache.
     local ds, n, chunk = data.dataset, data.dataset:size(), 256
+    local first, last = 1, n
+    local dist = args.distributed and kdx.dist
+    if dist then
+      if n < dist.size() then fail(fname, "cache_teacher: %d samples is fewer than the %d ranks", n, dist.size()) end
+      first, last = (dist.rank() * n) // dist.size() + 1, ((dist.rank() + 1) * n) // dist.size()
+    end
     local parts = {}
-    for at = 1, n, chunk do parts[#parts + 1] = compute(ds.x:narrow(1, at, math.min(chunk, n - at + 1)):contiguous()) end
+    for at = first, last, chunk do
+      parts[#parts + 1] = compute(ds.x:narrow(1, at, math.min(chunk, last - at + 1)):contiguous())
+    end
     local function joined(get)
       local l = {}
       for i, p in ipairs(parts) do l[i] = get(p) end
-      return #l > 0 and kdx.cat(l, 1) or nil
+      local t = #l > 0 and kdx.cat(l, 1) or nil
+      if t and dist then t = dist.allgather(t:contiguous()) end
+      return t
     end
     local cache = {logits = joined(function(p) return p.logits end), feats = {}}
     for _, name in ipairs(tnames) do cache.feats[name] = joined(function(p) return p.feats[name] end) end
@@ -251,21 +263,32 @@ end
 --- An evaluator for a student (and teacher) on eval_data: returns a
 -- function() -> {loss, accuracy, top5, ece, agreement, mean_kl,
 -- teacher_accuracy}, caching the teacher's logits when the data's order is
--- fixed.
-function M.evaluator(student, teacher, data)
+-- fixed. distributed: each rank runs its part of data (loop.shard_eval) and
+-- the outputs are gathered, so every rank measures the whole data.
+function M.evaluator(student, teacher, data, distributed)
   local t_cache
+  local gather = false
+  if distributed then data, gather = loop.shard_eval(data) end
+  local function outputs(models)
+    local outs, y = metrics.outputs(models, data)
+    if not gather then return outs, y end
+    local all = kdx.dist.allgather
+    if kdx.is_tensor(outs) then outs = all(outs:contiguous())
+    else for i, o in ipairs(outs) do outs[i] = all(o:contiguous()) end end
+    return outs, y and all(y:contiguous())
+  end
   return function()
     local s_out, t_out, y
     if teacher and t_cache then
-      s_out, y = metrics.outputs(student, data)
+      s_out, y = outputs(student)
       t_out = t_cache
     elseif teacher then
       local outs
-      outs, y = metrics.outputs({student, teacher}, data)
+      outs, y = outputs({student, teacher})
       s_out, t_out = outs[1], outs[2]
       if fixed_order(data) then t_cache = t_out end
     else
-      s_out, y = metrics.outputs(student, data)
+      s_out, y = outputs(student)
     end
     local r = {}
     if y then
@@ -304,6 +327,12 @@ local function check_args(fname, args)
   local w = args.warmup or 0
   if type(w) ~= "number" or w < 0 then fail(fname, "warmup must be a non-negative number of epochs") end
   if args.crd ~= nil and not is_module(args.crd) then fail(fname, "crd must be a kdx.distill.CRD module") end
+  if args.distributed then
+    local d = args.data
+    if not (loop.is_dataset(d) or (loop.is_loader(d) and loop.is_dataset(d.dataset) and d.batch_size)) then
+      fail(fname, "distributed = true needs a kdx.data dataset or DataLoader as data")
+    end
+  end
   if args.hints ~= nil and type(args.hints) ~= "table" then fail(fname, "hints must be a list of {student =, teacher =}") end
   for i, h in ipairs(args.hints or {}) do
     if type(h) ~= "table" or type(h.student) ~= "string" or type(h.teacher) ~= "string" then
@@ -360,6 +389,10 @@ local function plan(fname, args)
   for _, t in ipairs(p.terms) do
     needs[t.kind] = true
     if t.name == "crd" and not t.fn then p.needs_crd = true end
+  end
+  if p.needs_crd and args.distributed then
+    -- each rank would draw its own negatives and update its own memory banks
+    fail(fname, "loss term 'crd' is not supported with distributed = true (its memory banks are per process)")
   end
   if (needs.logits or needs.features or needs.embeddings or needs.models) and not teacher then
     fail(fname, "teacher is required for the distillation terms of loss")
@@ -432,30 +465,44 @@ end
 
 -- One training step: teacher outputs, student forward with captures, the
 -- weighted terms, backward, update. state.factor and state.epoch are set
--- per epoch.
+-- per epoch. Distributed (state.params set), a rank may have no rows in a
+-- step (x is false) and still joins the gradient average, which also makes
+-- the loss, the terms and the correct count global.
 local function make_step(fname, args, p, opt, conn, t_out, state)
   local student, teacher = args.student, args.teacher
   local T, lopts, L = args.T or 4, args.loss_opts or {}, loss_module()
+  local term_names = {}
+  for i, term in ipairs(p.terms) do term_names[i] = term.name end
   return function(x, y, key)
-    local ctx = {x = x, y = y, pairs = {}, epoch = state.epoch, warmup = state.factor,
-      index = kdx.is_tensor(key) and key or nil, student_model = student, teacher_model = teacher}
-    if teacher then
-      local t = t_out(x, key)
-      ctx.teacher, ctx.teacher_embedding = t.logits, t.emb
-      for i, name in ipairs(p.tnames) do ctx.pairs[i] = {teacher = t.feats[name]} end
-    end
     opt:zero_grad()
-    local out, sf, se = M.forward_capture(student, x, p.snames, p.ssite)
-    ctx.student, ctx.student_embedding = out, se
-    for i, name in ipairs(p.snames) do
-      local pair = ctx.pairs[i]
-      pair.student = sf[name]
-      pair.regressed = conn.regressors[i] and conn.regressors[i](sf[name]) or sf[name]
+    local value, rows, correct, values = 0, 0, nil, {}
+    if x then
+      local ctx = {x = x, y = y, pairs = {}, epoch = state.epoch, warmup = state.factor,
+        index = kdx.is_tensor(key) and key or nil, student_model = student, teacher_model = teacher}
+      if teacher then
+        local t = t_out(x, key)
+        ctx.teacher, ctx.teacher_embedding = t.logits, t.emb
+        for i, name in ipairs(p.tnames) do ctx.pairs[i] = {teacher = t.feats[name]} end
+      end
+      local out, sf, se = M.forward_capture(student, x, p.snames, p.ssite)
+      ctx.student, ctx.student_embedding = out, se
+      for i, name in ipairs(p.snames) do
+        local pair = ctx.pairs[i]
+        pair.student = sf[name]
+        pair.regressed = conn.regressors[i] and conn.regressors[i](sf[name]) or sf[name]
+      end
+      local total
+      total, values = compute_terms(p.terms, ctx, L, T, lopts, state.factor, conn)
+      if not total then fail(fname, "every loss weight is 0") end
+      value, rows = total:item(), x:size(1)
+      if loop.finite(value) then total:backward() end
+      correct = kdx.no_grad(loop.correct_topk, out, y, 1)
     end
-    local total, values = compute_terms(p.terms, ctx, L, T, lopts, state.factor, conn)
-    if not total then fail(fname, "every loss weight is 0") end
-    local value = total:item()
+    if state.params then
+      value, rows, correct, values = loop.dist_reduce(state.params, rows, value, correct, term_names, values)
+    end
     if not loop.finite(value) then
+      opt:zero_grad()
       -- the first weighted term that is not finite, else the sum overflowed
       for _, term in ipairs(p.terms) do
         local v = values[term.name]
@@ -465,14 +512,13 @@ local function make_step(fname, args, p, opt, conn, t_out, state)
       end
       return nil, ("the weighted sum of the loss terms is %s"):format(loop.nonfinite_name(value))
     end
-    total:backward()
     local bad = loop.bad_gradient(opt, state.names)
     if bad then
       opt:zero_grad()
       return nil, bad
     end
     opt:step()
-    return value, x:size(1), kdx.no_grad(loop.correct_topk, out, y, 1), values
+    return value, rows, correct, values
   end
 end
 
@@ -490,7 +536,8 @@ function M.run(args)
   for _, q in ipairs(extra) do params[#params + 1] = q end
   local opt = M.make_optimizer(fname, args.optimizer, params, #extra > 0)
   local scheduler = M.make_scheduler(args.scheduler, opt)
-  local evaluate = args.eval_data and M.evaluator(student, teacher, M.as_eval(args.eval_data))
+  local distributed = args.distributed and true or false
+  local evaluate = args.eval_data and M.evaluator(student, teacher, M.as_eval(args.eval_data), distributed)
 
   local t_mode = teacher and teacher.training
   if teacher then teacher:eval() end
@@ -508,12 +555,22 @@ function M.run(args)
     named[#named + 1] = {"crd.", conn.crd}
   end
   local state = {factor = 1, epoch = 0, names = loop.param_names(named)}
+  if distributed then
+    -- every rank starts from rank 0's student, connectors and teacher, and
+    -- averages the gradients of everything the optimizer trains
+    state.params = {}
+    for _, g in ipairs(opt.param_groups) do
+      for _, q in ipairs(g.params) do state.params[#state.params + 1] = q end
+    end
+    for _, m in ipairs(modules) do kdx.dist.broadcast_parameters(m[2]) end
+    if teacher then kdx.dist.broadcast_parameters(teacher) end
+  end
   local ok, history = pcall(function()
     local t_out, keyed
     if teacher then t_out, keyed = teacher_source(fname, args, data, p.tnames, p.tsite) end
     local h = loop.run_epochs{
       fname = fname, data = data, epochs = args.epochs, progress = args.progress, log = args.log,
-      indexed = keyed or p.needs_crd, on_epoch = args.on_epoch, on_nonfinite = args.on_nonfinite,
+      indexed = keyed or p.needs_crd, distributed = distributed, on_epoch = args.on_epoch, on_nonfinite = args.on_nonfinite,
       checkpoint = args.checkpoint, resume = args.resume, modules = modules, optimizer = opt, scheduler = scheduler,
       lr = function() return opt.param_groups[1].lr end,
       begin_epoch = function(epoch)
@@ -537,7 +594,7 @@ function M.run(args)
   if teacher then teacher:train(t_mode) end
   if not ok then error(history, 0) end
 
-  local final = (evaluate or M.evaluator(student, teacher, M.as_eval(args.data)))()
+  local final = (evaluate or M.evaluator(student, teacher, M.as_eval(args.data), distributed))()
   final.epochs, final.regressors, final.crd, final.student = #history, conn.regressors, conn.crd, student
   return history, final
 end
