@@ -3,11 +3,12 @@
 --   lua5.4 bench/dist_train.lua                       (1 process)
 --   mpirun --oversubscribe --allow-run-as-root -np 2 lua5.4 bench/dist_train.lua
 -- Options: --epochs N (3), --batch N (global batch, 128), --threads N (1: one
--- BLAS/engine thread per rank, so 2 ranks on 2 cores do not oversubscribe).
+-- BLAS/engine thread per rank, so 2 ranks on 2 cores do not oversubscribe),
+-- --bucket BYTES (the gradient buckets, default kdx.dist.bucket_bytes).
 local kdx = require "kdx"
 local nn, dist = kdx.nn, kdx.dist
 
-local opts = {epochs = 3, batch = 128, threads = 1}
+local opts = {epochs = 3, batch = 128, threads = 1, bucket = kdx.dist.bucket_bytes}
 for i = 1, #arg, 2 do opts[arg[i]:gsub("^%-%-", "")] = tonumber(arg[i + 1]) end
 if kdx.set_num_threads then kdx.set_num_threads(opts.threads) end
 
@@ -20,10 +21,10 @@ local loader = kdx.data.DataLoader(train, {batch_size = opts.batch, shuffle = tr
 dist.barrier()
 local t0 = kdx.clock()
 local hist = kdx.train{model = model, data = loader, optimizer = opt, epochs = opts.epochs, distributed = true,
-  progress = false, log = function() end}
+  bucket_bytes = math.tointeger(opts.bucket), progress = false, log = function() end}
 dist.barrier()
 local dt = kdx.clock() - t0
 if dist.rank() == 0 then
-  print(("ranks %d  global batch %d  epochs %d  %.1f s  %.0f samples/s  final loss %.4f"):format(dist.size(),
-    opts.batch, opts.epochs, dt, opts.epochs * train:size() / dt, hist[#hist].loss))
+  print(("ranks %d  global batch %d  bucket %d B  epochs %d  %.1f s  %.0f samples/s  final loss %.4f"):format(
+    dist.size(), opts.batch, opts.bucket, opts.epochs, dt, opts.epochs * train:size() / dt, hist[#hist].loss))
 end

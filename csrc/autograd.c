@@ -14,6 +14,8 @@
 /* ---- grad mode (per thread, as PyTorch's) ---- */
 
 static _Thread_local bool grad_off;
+/* The hooked backward running on this thread (0: none), and a counter of them. */
+static _Thread_local uint32_t hook_pass, hook_passes;
 
 int kdx_grad_enabled(void) { return !grad_off; }
 
@@ -458,7 +460,7 @@ static kdx_status run_node(graph *G, slot *sl, const kdx_tensor *const *inputs, 
    to_leaves: accumulate into every leaf's .grad. */
 static kdx_status run_backward(const kdx_tensor *const *outputs, int nout, const kdx_tensor *const *grad_outputs,
                                const kdx_tensor *const *inputs, int nin, bool to_leaves, bool retain_graph,
-                               bool create_graph, kdx_tensor **grads)
+                               bool create_graph, kdx_tensor **grads, kdx_grad_ready_fn ready, void *ud)
 {
     const char *fname = to_leaves ? "backward" : "grad";
     for (int i = 0; i < nout; i++) {
@@ -490,6 +492,20 @@ static kdx_status run_backward(const kdx_tensor *const *outputs, int nout, const
     if (s == KDX_OK) {
         order = kdx__malloc((size_t)(G.n ? G.n : 1) * sizeof *order);
         s = order ? order_of(&G, order) : kdx_fail(KDX_ENOMEM, "%s: out of memory", fname);
+    }
+    /* Hooked: how many edges of the graph reach each leaf; the leaf is ready
+       when the last of them has been processed. */
+    uint32_t outer_pass = hook_pass;
+    if (ready && s == KDX_OK) {
+        hook_pass = ++hook_passes;
+        for (int i = 0; i < G.n; i++)
+            for (int e = 0; e < G.slots[i].node->nin; e++) {
+                kdx_tensor *leaf = G.slots[i].node->next[e].leaf;
+                if (!leaf) continue;
+                if (leaf->hook_pass != hook_pass) leaf->hook_pass = hook_pass, leaf->hook_pending = 0;
+                leaf->hook_pending++;
+            }
+        ready(ud, NULL);
     }
     /* Needed: leads to a leaf we fill, or to a requested non-leaf input. */
     for (int r = G.n - 1; r >= 0 && s == KDX_OK; r--) {
@@ -524,6 +540,10 @@ static kdx_status run_backward(const kdx_tensor *const *outputs, int nout, const
         for (int j = 0; j < nin; j++)
             if (inputs[j]->grad_fn == sl->node && sl->grad) s = accumulate(&grads[j], kdx_tensor_retain(sl->grad));
         if (s == KDX_OK && sl->grad && sl->needed) s = run_node(&G, sl, inputs, nin, grads, to_leaves, create_graph);
+        for (int e = 0; ready && s == KDX_OK && e < sl->node->nin; e++) {
+            kdx_tensor *leaf = sl->node->next[e].leaf;
+            if (leaf && --leaf->hook_pending == 0 && leaf->grad) ready(ud, leaf);
+        }
         kdx_tensor_release(sl->grad);
         sl->grad = NULL;
         if (!retain_graph) {
@@ -532,6 +552,7 @@ static kdx_status run_backward(const kdx_tensor *const *outputs, int nout, const
         }
     }
     grad_off = !was;
+    hook_pass = outer_pass;
     kdx__free(order, (size_t)(G.n ? G.n : 1) * sizeof *order);
     kdx__free(roots, (size_t)(nout ? nout : 1) * sizeof *roots);
     graph_free(&G);
@@ -542,7 +563,21 @@ kdx_status kdx_backward(kdx_tensor *root, const kdx_tensor *grad, int retain_gra
 {
     KDX_TRY(kdx__arg("backward", "tensor", root));
     const kdx_tensor *outs[1] = {root}, *gos[1] = {grad};
-    return run_backward(outs, 1, gos, NULL, 0, true, retain_graph || create_graph, create_graph, NULL);
+    return run_backward(outs, 1, gos, NULL, 0, true, retain_graph || create_graph, create_graph, NULL, NULL, NULL);
+}
+
+int kdx_backward_reaches(const kdx_tensor *leaf)
+{
+    return leaf && hook_pass != 0 && leaf->hook_pass == hook_pass;
+}
+
+kdx_status kdx_backward_hooked(kdx_tensor *root, const kdx_tensor *grad, int retain_graph, kdx_grad_ready_fn ready,
+                               void *ud)
+{
+    KDX_TRY(kdx__arg("backward", "tensor", root));
+    if (!ready) return kdx_fail(KDX_EINVAL, "backward: the ready hook is NULL");
+    const kdx_tensor *outs[1] = {root}, *gos[1] = {grad};
+    return run_backward(outs, 1, gos, NULL, 0, true, retain_graph, false, NULL, ready, ud);
 }
 
 kdx_status kdx_grad(const kdx_tensor *const *outputs, int nout, const kdx_tensor *const *grad_outputs,
@@ -553,7 +588,7 @@ kdx_status kdx_grad(const kdx_tensor *const *outputs, int nout, const kdx_tensor
     if (nin <= 0 || !inputs) return kdx_fail(KDX_EINVAL, "grad: give at least one input");
     for (int j = 0; j < nin; j++) grads[j] = NULL;
     kdx_status s = run_backward(outputs, nout, grad_outputs, inputs, nin, false, retain_graph || create_graph,
-                                create_graph, grads);
+                                create_graph, grads, NULL, NULL);
     for (int j = 0; j < nin && s == KDX_OK; j++) {
         if (grads[j]) continue;
         if (!allow_unused)

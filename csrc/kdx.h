@@ -935,6 +935,20 @@ const char *kdx_tensor_grad_fn_name(const kdx_tensor *t);
 int64_t kdx_tensor_version(const kdx_tensor *t);
 /* A view of t's data outside the graph. [out]: new reference. */
 kdx_status kdx_detach(const kdx_tensor *t, kdx_tensor **out);
+/* Called by kdx_backward_hooked: first once with leaf NULL when the graph is
+   known (kdx_backward_reaches then answers), then for each leaf whose
+   gradient has received the last contribution of the pass (its .grad is
+   final). Must not run autograd. */
+typedef void (*kdx_grad_ready_fn)(void *ud, kdx_tensor *leaf);
+/* During a kdx_backward_hooked pass on this thread: 1 if the pass reaches leaf (it may get a gradient). */
+int kdx_backward_reaches(const kdx_tensor *leaf);
+/* kdx_backward (no create_graph) calling ready(ud, leaf) for each leaf as soon
+   as its gradient is complete, while the rest of the pass still runs: what
+   data-parallel training needs to send gradients early. A leaf reached only
+   through nodes that pass no gradient is not reported. Not for leaves that
+   other threads differentiate at the same time. */
+kdx_status kdx_backward_hooked(kdx_tensor *root, const kdx_tensor *grad, int retain_graph, kdx_grad_ready_fn ready,
+                               void *ud);
 /* Accumulates d(root)/d(leaf) into every leaf's gradient. grad (may be NULL
    for a one-element root) is d(loss)/d(root). With create_graph the pass is
    recorded (and the graph retained). */

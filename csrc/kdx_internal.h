@@ -34,6 +34,8 @@ struct kdx_tensor {
     bool in_block;                /* this header lives in storage->block */
     /* autograd (autograd.c) */
     bool requires_grad;
+    int32_t hook_pending;         /* contributions still due in a hooked backward (autograd.c) */
+    uint32_t hook_pass;           /* the hooked backward that counted them */
     kdx_node *grad_fn;            /* the node that made this tensor (NULL for leaves) */
     kdx_tensor *grad;             /* accumulated gradient of a leaf */
 };

@@ -76,7 +76,7 @@ describe("kdx.report", function()
 
   it("writes report.html, metrics.json and checkpoints, with no temporary file left", function()
     local dir = tmpdir()
-    local path = report.write(dir, sample_results(dir))
+    local path = report.write(dir, (sample_results(dir)))
     assert.are.equal(dir .. "/report.html", path)
     local html = read(path)
     assert.truthy(html:find("<h2>Training curves</h2>", 1, true))
@@ -115,7 +115,7 @@ describe("kdx.report", function()
   local render = chromium and it or pending
   render("renders in headless Chromium: a picture that is not blank, and every section named", function()
     local dir = tmpdir()
-    local path = report.write(dir, sample_results(dir))
+    local path = report.write(dir, (sample_results(dir)))
     local flags = "--headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1000,1400"
     local shot = dir .. "/shot.png"
     os.execute(("%s %s --screenshot=%s file://%s >/dev/null 2>&1"):format(launch, flags, shot, path))

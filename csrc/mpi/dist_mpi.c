@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <mpi.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int we_initialised = 0;
 
@@ -225,4 +226,250 @@ done:
     kdx_tensor_release(buf);
     free(all); free(counts); free(displs); free(rshape);
     return s;
+}
+
+/* ---- data-parallel gradient averaging (see dist_mpi.h) ---- */
+
+struct kdx_dist_reducer {
+    int n, nb;                /* parameters, buckets */
+    kdx_tensor **params;      /* retained */
+    kdx_dtype dtype;
+    int *bucket_of;           /* parameter -> bucket */
+    int64_t *offset;          /* parameter -> first element in its bucket */
+    int *size_of;             /* bucket -> number of parameters */
+    kdx_tensor **buf;         /* bucket -> flat contiguous buffer */
+    MPI_Request *req;         /* bucket -> request; [nb]: the statistics */
+    int *ready;               /* bucket -> parameters packed this step */
+    unsigned char *packed;    /* parameter -> packed this step */
+    double *stats;            /* n flags, rows, extras (grown in finish) */
+    int stats_cap;
+    int launched, early;      /* buckets started (in order); started during backward */
+    double rows;
+    kdx_status err;           /* the first failure while packing */
+};
+
+static void reducer_wait(kdx_dist_reducer *r)
+{
+    if (r->launched > 0 && ready()) MPI_Waitall(r->launched, r->req, MPI_STATUSES_IGNORE);
+    r->launched = 0;
+}
+
+void kdx_dist_reducer_free(kdx_dist_reducer *r)
+{
+    if (!r) return;
+    reducer_wait(r);
+    for (int i = 0; i < r->n && r->params; i++) kdx_tensor_release(r->params[i]);
+    for (int b = 0; b < r->nb && r->buf; b++) kdx_tensor_release(r->buf[b]);
+    free(r->params), free(r->bucket_of), free(r->offset), free(r->size_of), free(r->buf), free(r->req);
+    free(r->ready), free(r->packed), free(r->stats);
+    free(r);
+}
+
+kdx_status kdx_dist_reducer_new(kdx_tensor *const *params, int n, int64_t bucket_bytes, kdx_dist_reducer **out)
+{
+    const char *fn = "dist_reducer";
+    if (n < 0 || (n > 0 && !params)) return kdx_fail(KDX_EINVAL, "%s: bad parameter list", fn);
+    if (bucket_bytes < 1) return kdx_fail(KDX_EINVAL, "%s: bucket_bytes must be positive, got %lld", fn, (long long)bucket_bytes);
+    kdx_dtype dt = n > 0 ? kdx_tensor_dtype(params[0]) : KDX_DTYPE_F32;
+    for (int i = 0; i < n; i++)
+        if (kdx_tensor_dtype(params[i]) != dt || (dt != KDX_DTYPE_F32 && dt != KDX_DTYPE_F64))
+            return kdx_fail(KDX_EDTYPE, "%s: every parameter must be float32, or every one float64 (parameter %d)", fn, i + 1);
+    kdx_dist_reducer *r = calloc(1, sizeof *r);
+    if (!r) return kdx_fail(KDX_ENOMEM, "%s: out of memory", fn);
+    r->n = n, r->dtype = dt;
+    size_t m = (size_t)n + 1;
+    r->params = calloc(m, sizeof *r->params), r->bucket_of = calloc(m, sizeof *r->bucket_of);
+    r->offset = calloc(m, sizeof *r->offset), r->size_of = calloc(m, sizeof *r->size_of);
+    r->buf = calloc(m, sizeof *r->buf), r->req = calloc(m + 1, sizeof *r->req);
+    r->ready = calloc(m, sizeof *r->ready), r->packed = calloc(m, 1);
+    kdx_status s = KDX_OK;
+    if (!r->params || !r->bucket_of || !r->offset || !r->size_of || !r->buf || !r->req || !r->ready || !r->packed)
+        s = kdx_fail(KDX_ENOMEM, "%s: out of memory", fn);
+    /* buckets from the last parameter back: backward finishes those first */
+    int64_t esize = dt == KDX_DTYPE_F64 ? 8 : 4, fill = 0;
+    for (int i = n - 1; i >= 0 && s == KDX_OK; i--) {
+        int64_t k = kdx_tensor_numel(params[i]);
+        if (r->nb == 0 || (fill > 0 && (fill + k) * esize > bucket_bytes)) r->nb++, fill = 0;
+        if (fill + k > INT_MAX) s = kdx_fail(KDX_ESHAPE, "%s: a bucket of more than 2^31 - 1 elements", fn);
+        r->params[i] = kdx_tensor_retain(params[i]);
+        r->bucket_of[i] = r->nb - 1, r->offset[i] = fill, r->size_of[r->nb - 1]++;
+        fill += k;
+    }
+    /* each bucket's length: the end of its last-packed (lowest-index) parameter */
+    for (int b = 0; b < r->nb && s == KDX_OK; b++) {
+        int64_t len = 0;
+        for (int i = 0; i < n; i++)
+            if (r->bucket_of[i] == b && r->offset[i] + kdx_tensor_numel(params[i]) > len)
+                len = r->offset[i] + kdx_tensor_numel(params[i]);
+        s = kdx_empty(dt, 1, &len, &r->buf[b]);
+    }
+    for (int b = 0; b <= r->nb; b++) r->req[b] = MPI_REQUEST_NULL;
+    /* room for the statistics of a typical step, so that finish does not
+       allocate after buckets may have been sent */
+    r->stats_cap = n + 1 + 32;
+    if (s == KDX_OK && !(r->stats = calloc((size_t)r->stats_cap, sizeof *r->stats)))
+        s = kdx_fail(KDX_ENOMEM, "%s: out of memory", fn);
+    if (s != KDX_OK) {
+        kdx_dist_reducer_free(r);
+        return s;
+    }
+    *out = r;
+    return KDX_OK;
+}
+
+kdx_status kdx_dist_reducer_begin(kdx_dist_reducer *r, double rows)
+{
+    if (!(rows >= 0)) return kdx_fail(KDX_EINVAL, "dist_reducer: rows must be >= 0, got %g", rows);
+    reducer_wait(r); /* a step abandoned before finish */
+    r->rows = rows, r->err = KDX_OK, r->early = 0;
+    memset(r->packed, 0, (size_t)r->n + 1);
+    memset(r->ready, 0, ((size_t)r->n + 1) * sizeof *r->ready);
+    return KDX_OK;
+}
+
+/* Copies rows * (parameter i's gradient, or zeros) into its bucket. A failure
+   (no memory for a contiguous copy) is recorded and zeros are sent, so the
+   ranks' collectives still match. */
+static void pack(kdx_dist_reducer *r, int i)
+{
+    kdx_tensor *p = r->params[i], *g = kdx_tensor_grad(p), *c = NULL;
+    int64_t k = kdx_tensor_numel(p);
+    if (g && (kdx_tensor_numel(g) != k || kdx_tensor_dtype(g) != r->dtype)) {
+        if (r->err == KDX_OK) r->err = kdx_fail(KDX_ESHAPE, "dist_reducer: parameter %d's gradient does not match it", i + 1);
+        g = NULL;
+    }
+    if (g && kdx_contiguous(g, &c) != KDX_OK) {
+        if (r->err == KDX_OK) r->err = KDX_ENOMEM;
+        g = NULL, c = NULL;
+    }
+    double w = r->rows;
+    if (r->dtype == KDX_DTYPE_F32) {
+        float *dst = (float *)kdx_tensor_data(r->buf[r->bucket_of[i]]) + r->offset[i];
+        const float *src = c ? kdx_tensor_data(c) : NULL;
+        for (int64_t j = 0; j < k; j++) dst[j] = src ? (float)(src[j] * w) : 0.0f;
+    } else {
+        double *dst = (double *)kdx_tensor_data(r->buf[r->bucket_of[i]]) + r->offset[i];
+        const double *src = c ? kdx_tensor_data(c) : NULL;
+        for (int64_t j = 0; j < k; j++) dst[j] = src ? src[j] * w : 0.0;
+    }
+    kdx_tensor_release(c);
+    r->packed[i] = 1;
+    r->ready[r->bucket_of[i]]++;
+}
+
+/* Starts every complete bucket whose predecessors have started. */
+static void launch_ready(kdx_dist_reducer *r)
+{
+    MPI_Datatype ty = r->dtype == KDX_DTYPE_F64 ? MPI_DOUBLE : MPI_FLOAT;
+    while (r->launched < r->nb && r->ready[r->launched] == r->size_of[r->launched]) {
+        int b = r->launched;
+        kdx_status s = mpi_check(MPI_Iallreduce(MPI_IN_PLACE, kdx_tensor_data(r->buf[b]), (int)kdx_tensor_numel(r->buf[b]),
+                                                ty, MPI_SUM, MPI_COMM_WORLD, &r->req[b]),
+                                 "dist_reducer");
+        if (s != KDX_OK) {
+            if (r->err == KDX_OK) r->err = s;
+            r->req[b] = MPI_REQUEST_NULL;
+        }
+        r->launched++;
+    }
+}
+
+static void on_ready(void *ud, kdx_tensor *leaf)
+{
+    kdx_dist_reducer *r = ud;
+    if (!leaf) {
+        /* the graph is known: parameters it does not reach get no gradient
+           in this pass, so their buckets need not wait for them */
+        for (int i = 0; i < r->n; i++)
+            if (!r->packed[i] && !kdx_backward_reaches(r->params[i])) pack(r, i);
+    }
+    for (int i = 0; leaf && i < r->n; i++)
+        if (r->params[i] == leaf) {
+            if (!r->packed[i]) pack(r, i);
+            break;
+        }
+    launch_ready(r);
+    r->early = r->launched;
+    /* MPI moves non-blocking collectives on inside MPI calls: give it one */
+    if (r->launched > 0) {
+        int flag;
+        MPI_Testall(r->launched, r->req, &flag, MPI_STATUSES_IGNORE);
+    }
+}
+
+kdx_status kdx_dist_reducer_backward(kdx_dist_reducer *r, kdx_tensor *loss)
+{
+    kdx_status s = need_ready("dist_reducer");
+    if (s != KDX_OK) return s;
+    return kdx_backward_hooked(loss, NULL, 0, on_ready, r);
+}
+
+kdx_status kdx_dist_reducer_finish(kdx_dist_reducer *r, const double *extra, int nextra, double *total, double *sums)
+{
+    const char *fn = "dist_reducer";
+    kdx_status s = need_ready(fn);
+    if (s != KDX_OK) return s;
+    if (nextra < 0 || nextra > 1000000) return kdx_fail(KDX_EINVAL, "%s: bad count of extra numbers %d", fn, nextra);
+    int ns = r->n + 1 + nextra;
+    if (ns > r->stats_cap) {
+        double *bigger = realloc(r->stats, (size_t)ns * sizeof *bigger);
+        if (!bigger) {
+            reducer_wait(r);
+            return kdx_fail(KDX_ENOMEM, "%s: out of memory", fn);
+        }
+        r->stats = bigger, r->stats_cap = ns;
+    }
+    for (int i = 0; i < r->n; i++) {
+        if (!r->packed[i]) pack(r, i);
+        r->stats[i] = kdx_tensor_grad(r->params[i]) ? 1 : 0;
+    }
+    r->stats[r->n] = r->rows;
+    for (int k = 0; k < nextra; k++) r->stats[r->n + 1 + k] = extra[k];
+    launch_ready(r);
+    s = mpi_check(MPI_Iallreduce(MPI_IN_PLACE, r->stats, ns, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &r->req[r->nb]), fn);
+    int nreq = s == KDX_OK ? r->nb + 1 : r->launched;
+    kdx_status w = mpi_check(MPI_Waitall(nreq, r->req, MPI_STATUSES_IGNORE), fn);
+    r->launched = 0;
+    if (s == KDX_OK) s = w;
+    if (s == KDX_OK) s = r->err;
+    if (s != KDX_OK) return s;
+    double rows = r->stats[r->n];
+    *total = rows;
+    for (int k = 0; k < nextra; k++) sums[k] = r->stats[r->n + 1 + k];
+    for (int i = 0; i < r->n && s == KDX_OK; i++) {
+        kdx_tensor *p = r->params[i];
+        if (!(r->stats[i] > 0 && rows > 0)) {
+            kdx_tensor_set_grad(p, NULL);
+            continue;
+        }
+        kdx_tensor *g = kdx_tensor_grad(p), *fresh = NULL;
+        int64_t k = kdx_tensor_numel(p);
+        /* in place when the gradient is a plain contiguous tensor of p's size */
+        if (!(g && kdx_tensor_is_contiguous(g) && kdx_tensor_numel(g) == k && kdx_tensor_dtype(g) == r->dtype &&
+              !kdx_tensor_requires_grad(g))) {
+            s = kdx_empty(r->dtype, kdx_tensor_ndim(p), kdx_tensor_shape(p), &fresh);
+            if (s != KDX_OK) break;
+            g = fresh;
+        }
+        double inv = 1.0 / rows;
+        if (r->dtype == KDX_DTYPE_F32) {
+            const float *src = (const float *)kdx_tensor_data(r->buf[r->bucket_of[i]]) + r->offset[i];
+            float *dst = kdx_tensor_data(g);
+            for (int64_t j = 0; j < k; j++) dst[j] = (float)(src[j] * inv);
+        } else {
+            const double *src = (const double *)kdx_tensor_data(r->buf[r->bucket_of[i]]) + r->offset[i];
+            double *dst = kdx_tensor_data(g);
+            for (int64_t j = 0; j < k; j++) dst[j] = src[j] * inv;
+        }
+        if (fresh) {
+            kdx_tensor_set_grad(p, fresh);
+            kdx_tensor_release(fresh);
+        }
+    }
+    return s;
+}
+
+void kdx_dist_reducer_counts(const kdx_dist_reducer *r, int *buckets, int *early)
+{
+    *buckets = r->nb, *early = r->early;
 }

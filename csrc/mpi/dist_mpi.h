@@ -34,4 +34,32 @@ kdx_status kdx_dist_broadcast(kdx_tensor *t, int root);
    [out] *out: a new tensor. */
 kdx_status kdx_dist_allgather(const kdx_tensor *t, kdx_tensor **out);
 
+/* ---- data-parallel gradient averaging ----
+   A reducer holds a fixed list of parameters (one float dtype) in flat
+   buckets of at most bucket_bytes, last parameters first. Per step:
+   begin(rows) with this rank's row count; optionally backward(loss), which
+   runs kdx_backward_hooked and, as each bucket's gradients become final,
+   starts its allreduce while backward goes on (buckets start in bucket order
+   on every rank, as MPI requires); then finish(extra) starts what is left
+   (gradients computed some other way, missing ones as zeros) and the
+   statistics -- per-parameter "has a gradient" flags, the row count and the
+   caller's extra numbers, in float64 -- waits, and sets every gradient to
+   sum over ranks (rows_r * grad_r) / sum rows_r: the gradient of the mean
+   loss over the global batch. A parameter without a gradient on every rank
+   keeps none. */
+typedef struct kdx_dist_reducer kdx_dist_reducer;
+/* A reducer for params[0..n-1] (retained). Errors: KDX_EDTYPE (not one float dtype), KDX_EINVAL. */
+kdx_status kdx_dist_reducer_new(kdx_tensor *const *params, int n, int64_t bucket_bytes, kdx_dist_reducer **out);
+/* Waits for any reduction in flight and frees the reducer (NULL: nothing). */
+void kdx_dist_reducer_free(kdx_dist_reducer *r);
+/* Starts a step in which this rank contributes `rows` rows (>= 0). */
+kdx_status kdx_dist_reducer_begin(kdx_dist_reducer *r, double rows);
+/* Backward from loss (a one-element tensor), sending buckets as they are ready. */
+kdx_status kdx_dist_reducer_backward(kdx_dist_reducer *r, kdx_tensor *loss);
+/* Ends the step: sends the rest, waits and writes the averaged gradients;
+   *total = the rows of all ranks, sums[0..nextra-1] = extra summed over ranks. */
+kdx_status kdx_dist_reducer_finish(kdx_dist_reducer *r, const double *extra, int nextra, double *total, double *sums);
+/* Buckets of the reducer, and how many of them the last backward sent before it returned. */
+void kdx_dist_reducer_counts(const kdx_dist_reducer *r, int *buckets, int *early);
+
 #endif

@@ -282,6 +282,62 @@ static void test_cache_min_keeps_small_blocks(void)
     kdx_set_allocator(NULL, NULL);
 }
 
+/* ---- kdx_backward_hooked: each leaf reported once, when its gradient is final ---- */
+
+typedef struct hook_log {
+    kdx_tensor *leaves[3];
+    int calls[3], started, reached[3];
+    double at_call[3]; /* the gradient's first element when the hook ran */
+} hook_log;
+
+static void hook_ready(void *ud, kdx_tensor *leaf)
+{
+    hook_log *h = ud;
+    if (!leaf) {
+        h->started++;
+        for (int i = 0; i < 3; i++) h->reached[i] = kdx_backward_reaches(h->leaves[i]);
+        return;
+    }
+    for (int i = 0; i < 3; i++)
+        if (h->leaves[i] == leaf) {
+            int64_t idx[1] = {0};
+            h->calls[i]++;
+            kdx_tensor_get(kdx_tensor_grad(leaf), idx, &h->at_call[i]);
+        }
+}
+
+static void test_backward_hook_reports_final_gradients(void)
+{
+    /* loss = sum(w * w * x) + sum(b * x); u is not used */
+    int64_t s[1] = {4};
+    kdx_tensor *w = NULL, *b = NULL, *u = NULL, *x = NULL, *ww = NULL, *wwx = NULL, *bx = NULL, *t = NULL, *loss = NULL;
+    CHECK_OK(kdx_full(KDX_DTYPE_F64, 1, s, 3.0, &w));
+    CHECK_OK(kdx_full(KDX_DTYPE_F64, 1, s, 5.0, &b));
+    CHECK_OK(kdx_full(KDX_DTYPE_F64, 1, s, 1.0, &u));
+    CHECK_OK(kdx_full(KDX_DTYPE_F64, 1, s, 2.0, &x));
+    CHECK_OK(kdx_tensor_set_requires_grad(w, 1));
+    CHECK_OK(kdx_tensor_set_requires_grad(b, 1));
+    CHECK_OK(kdx_tensor_set_requires_grad(u, 1));
+    CHECK_OK(kdx_binary(KDX_BIN_MUL, w, w, &ww)); /* w reaches the graph twice */
+    CHECK_OK(kdx_binary(KDX_BIN_MUL, ww, x, &wwx));
+    CHECK_OK(kdx_binary(KDX_BIN_MUL, b, x, &bx));
+    CHECK_OK(kdx_binary(KDX_BIN_ADD, wwx, bx, &t));
+    CHECK_OK(kdx_reduce(KDX_RED_SUM, t, NULL, 0, 0, &loss));
+    hook_log h = {{w, b, u}, {0}, 0, {0}, {0}};
+    CHECK(!kdx_backward_reaches(w)); /* outside a hooked pass */
+    CHECK_OK(kdx_backward_hooked(loss, NULL, 0, hook_ready, &h));
+    CHECK(h.started == 1);
+    CHECK(h.reached[0] && h.reached[1] && !h.reached[2]);
+    CHECK(h.calls[0] == 1 && h.calls[1] == 1 && h.calls[2] == 0);
+    CHECK(h.at_call[0] == 2 * 3.0 * 2.0); /* d/dw = 2 w x: both contributions were in */
+    CHECK(h.at_call[1] == 2.0);
+    CHECK(kdx_tensor_grad(u) == NULL);
+    CHECK(!kdx_backward_reaches(w));
+    CHECK(kdx_backward_hooked(loss, NULL, 0, NULL, NULL) == KDX_EINVAL);
+    kdx_tensor *all[] = {w, b, u, x, ww, wwx, bx, t, loss};
+    for (int i = 0; i < 9; i++) kdx_tensor_release(all[i]);
+}
+
 int main(void)
 {
     int64_t before = kdx_debug_live_tensors();
@@ -295,6 +351,7 @@ int main(void)
     test_fail_wraps_last_error();
     test_block_cache_reuses();
     test_cache_min_keeps_small_blocks();
+    test_backward_hook_reports_final_gradients();
     CHECK(kdx_debug_live_tensors() == before); /* every test released what it made */
     return CT_REPORT("test_tensor");
 }

@@ -185,85 +185,86 @@ function M.shard_batches(loader)
   end
 end
 
--- Parameters in buckets of at most cap bytes (a parameter larger than cap is
--- a bucket of its own), in reverse order: the last layers' gradients, which
--- backward finishes first, go first, as in PyTorch's DDP.
-local function buckets(params, cap)
-  local out, cur, bytes = {}, {}, 0
-  for i = #params, 1, -1 do
-    local p = params[i]
-    local b = p:numel() * (p:dtype() == "float64" and 8 or 4)
-    if #cur > 0 and bytes + b > cap then
-      out[#out + 1], cur, bytes = cur, {}, 0
-    end
-    cur[#cur + 1], bytes = i, bytes + b
-  end
-  if #cur > 0 then out[#out + 1] = cur end
-  return out
-end
-
---- The default bucket size of average_gradients, in bytes (25 MiB, PyTorch DDP's).
+--- The default bucket size of the gradient reducer, in bytes (25 MiB, PyTorch DDP's).
 M.bucket_bytes = 25 * 1024 * 1024
 
---- Averages the gradients of params over ranks, weighted by each rank's
--- count of rows (so the result is the gradient of the mean loss over the
--- whole global batch), and sums the numbers of the list extra over ranks on
--- the way (per-step statistics ride along at no extra message). The
--- gradients go in flat buckets of at most opts.bucket_bytes (default
--- kdx.dist.bucket_bytes), last layers first, all of them in flight at once
--- (allreduce_all). A
--- parameter keeps a nil gradient only when it has none on every rank.
--- Returns the total row count and the list of summed extras.
-function M.average_gradients(params, count, extra, opts)
-  local kdx = require "kdx"
-  local fname = "kdx.dist.average_gradients"
+local Reducer = {}
+Reducer.__index = Reducer
+
+--- A gradient reducer for the list params (tensors of one float dtype):
+-- data-parallel gradient averaging in flat buckets of at most
+-- opts.bucket_bytes (default kdx.dist.bucket_bytes), last parameters first.
+-- Per step: r:begin(rows) with this rank's row count (0 when it has none);
+-- r:backward(loss) instead of loss:backward(), which sends each bucket as
+-- soon as backward has finished its gradients, while the rest of backward
+-- runs; then r:finish(extra) sends what is left, waits, and sets every
+-- gradient to the row-weighted mean over ranks -- the gradient of the mean
+-- loss over the global batch. It returns the rows of all ranks and the list
+-- extra summed over ranks (per-step statistics ride along). A parameter
+-- keeps a nil gradient only when it has none on every rank. On one process
+-- the gradients are left as they are.
+function M.reducer(params, opts)
+  local fname = "kdx.dist.reducer"
   if type(params) ~= "table" then error(fname .. ": params must be a list of tensors", 2) end
-  if type(count) ~= "number" or count < 0 then error(fname .. ": count must be a non-negative number of rows", 2) end
-  extra = extra or {}
   local cap = opts and opts.bucket_bytes or M.bucket_bytes
-  if type(cap) ~= "number" or cap < 1 then error(fname .. ": bucket_bytes must be a positive number", 2) end
-  local dtype = #params > 0 and params[1]:dtype() or "float64"
+  if math.type(cap) ~= "integer" and not (type(cap) == "number" and cap == math.floor(cap)) or cap < 1 then
+    error(fname .. ": bucket_bytes must be a positive integer", 2)
+  end
+  local dtype
   for i, p in ipairs(params) do
-    if not kdx.is_tensor(p) then error(("%s: params[%d] is not a tensor"):format(fname, i), 2) end
-    if p:dtype() ~= dtype then error(fname .. ": every parameter must have the same dtype", 2) end
+    if not core.is_tensor(p) then error(("%s: params[%d] is not a tensor"):format(fname, i), 2) end
+    local dt = p:dtype()
+    if dt ~= "float32" and dt ~= "float64" then error(("%s: params[%d] is %s, not a float tensor"):format(fname, i, dt), 2) end
+    dtype = dtype or dt
+    if dt ~= dtype then error(fname .. ": every parameter must have the same dtype", 2) end
   end
-  -- the statistics bucket goes first, in float64: per-parameter flags, the
-  -- row count, the extras (a count or a loss sum must not round to float32)
-  local head = {}
-  for i, p in ipairs(params) do head[i] = p.grad and 1 or 0 end
-  head[#head + 1] = count
-  for _, v in ipairs(extra) do head[#head + 1] = v end
-  local sends = {kdx.tensor(head, "float64")}
-  local groups = buckets(params, cap)
-  for g, idx in ipairs(groups) do
-    local parts = {}
-    for j, i in ipairs(idx) do
-      local p = params[i]
-      local gr = p.grad
-      parts[j] = gr and (gr:reshape{p:numel()} * count) or kdx.zeros({p:numel()}, dtype)
-    end
-    sends[g + 1] = #parts == 1 and parts[1]:contiguous() or kdx.cat(parts, 1)
-  end
-  local got = M.allreduce_all(sends, "sum")
-  local stats = got[1]:totable()
-  local np = #params
-  local rows = stats[np + 1]
+  local r = setmetatable({params = params}, Reducer)
+  if mpi then r.impl = mpi.reducer(params, math.tointeger(cap)) end
+  return r
+end
+
+--- Starts a step in which this rank contributes rows rows.
+function Reducer:begin(rows)
+  if type(rows) ~= "number" or rows < 0 then error("kdx.dist.reducer: rows must be a non-negative number", 2) end
+  self.rows = rows
+  if self.impl then self.impl:begin(rows) end
+end
+
+--- loss:backward(), sending the gradient buckets as they become final.
+function Reducer:backward(loss)
+  if not core.is_tensor(loss) then error("kdx.dist.reducer: backward needs the loss tensor", 2) end
+  if self.impl then self.impl:backward(loss) else loss:backward() end
+end
+
+--- Ends the step: returns the rows of all ranks and extra (a list of numbers) summed over ranks.
+function Reducer:finish(extra)
+  extra = extra or {}
+  if self.rows == nil then error("kdx.dist.reducer: finish without begin", 2) end
+  local rows = self.rows
+  self.rows = nil
+  if self.impl then return self.impl:finish(extra) end
   local sums = {}
-  for k = 1, #extra do sums[k] = stats[np + 1 + k] end
-  for g, idx in ipairs(groups) do
-    local bucket, off = got[g + 1], 1
-    for _, i in ipairs(idx) do
-      local p = params[i]
-      local k = p:numel()
-      if stats[i] > 0 and rows > 0 then
-        p.grad = bucket:narrow(1, off, k):reshape(p:size()) / rows
-      else
-        p.grad = nil
-      end
-      off = off + k
-    end
-  end
+  for i, v in ipairs(extra) do sums[i] = v end
   return rows, sums
+end
+
+--- The number of buckets and how many the last backward sent before it returned (both 0 on one process).
+function Reducer:counts()
+  if self.impl then return self.impl:counts() end
+  return 0, 0
+end
+
+--- Averages the gradients params already hold over ranks, weighted by each
+-- rank's count of rows, with the reducer (all buckets sent after backward),
+-- summing the list extra alongside; returns the rows of all ranks and the
+-- summed extras. opts.bucket_bytes as for kdx.dist.reducer.
+function M.average_gradients(params, count, extra, opts)
+  if type(count) ~= "number" or count < 0 then
+    error("kdx.dist.average_gradients: count must be a non-negative number of rows", 2)
+  end
+  local r = M.reducer(params, opts)
+  r:begin(count)
+  return r:finish(extra)
 end
 
 -- ------------------------------------------------ dataset-wide computations --

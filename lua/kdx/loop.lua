@@ -248,19 +248,20 @@ end
 
 -- ----------------------------------------------------------- distributed --
 
---- The end of a data-parallel step (kdx.dist): averages the gradients of
--- params over ranks (weighted by rows, kdx.dist.average_gradients) and, in
--- the same messages, sums the step's statistics, so every rank gets the
--- global ones: returns the mean loss over the global batch, its rows, the
--- correct predictions (nil when no rank counted any) and the mean of each
--- named term (names: the same sorted list on every rank; values[name] this
--- rank's mean, absent or ignored when rows is 0). A non-finite loss on one
--- rank makes the global loss non-finite on all.
-function M.dist_reduce(params, rows, loss, correct, names, values)
+--- The end of a data-parallel step (kdx.dist): finishes the step of
+-- reducer (a kdx.dist.reducer, begun with this rank's rows and, when the
+-- rank had rows and a finite loss, run backward) and, in the same messages,
+-- sums the step's statistics, so every rank gets the global ones: returns
+-- the mean loss over the global batch, its rows, the correct predictions
+-- (nil when no rank counted any) and the mean of each named term (names: the
+-- same sorted list on every rank; values[name] this rank's mean, ignored
+-- when rows is 0). A non-finite loss on one rank makes the global loss
+-- non-finite on all.
+function M.dist_reduce(reducer, rows, loss, correct, names, values)
   names = names or {}
   local extra = {rows > 0 and loss * rows or 0, correct or 0, correct and 1 or 0}
   for _, n in ipairs(names) do extra[#extra + 1] = rows > 0 and values[n] * rows or 0 end
-  local total, sums = kdx.no_grad(kdx.dist.average_gradients, params, rows, extra)
+  local total, sums = reducer:finish(extra)
   local terms
   if #names > 0 then
     terms = {}

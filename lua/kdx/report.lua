@@ -392,22 +392,28 @@ end
 
 --- Writes dir/report.html, dir/metrics.json (results.metrics) and
 -- dir/<name>.safetensors for each module in results.checkpoints, each
--- atomically; creates dir if needed. Returns the report's path.
-function M.write(dir, results)
+-- atomically; creates dir if needed. Returns the report's path. In a
+-- distributed run (kdx.dist.size() > 1) only rank 0 writes, unless
+-- opts.every_rank; every rank checks the arguments and gets the path.
+function M.write(dir, results, opts)
   if type(dir) ~= "string" or dir == "" then fail("write", "dir must be a folder path, got %s", args.what(dir)) end
   if type(results) ~= "table" then fail("write", "results must be a table, got %s", args.what(results)) end
+  if opts ~= nil and type(opts) ~= "table" then fail("write", "opts must be a table, got %s", args.what(opts)) end
   check_sections("write", results.sections or {})
+  for name, model in pairs(results.checkpoints or {}) do
+    if type(model) ~= "table" or not kdx.nn.Module.is_module(model) then
+      fail("write", "checkpoints.%s must be a module, got %s", tostring(name), args.what(model))
+    end
+  end
+  if not (opts and opts.every_rank) and kdx.dist.size() > 1 and kdx.dist.rank() ~= 0 then
+    return dir .. "/report.html"
+  end
   os.execute(("mkdir -p '%s' 2>/dev/null"):format(dir:gsub("'", "'\\''")))
   local probe = io.open(dir .. "/.kdx-probe", "wb")
   if not probe then fail("write", "cannot create or write to folder %s", dir) end
   probe:close()
   os.remove(dir .. "/.kdx-probe")
-  for name, model in pairs(results.checkpoints or {}) do
-    if type(model) ~= "table" or not kdx.nn.Module.is_module(model) then
-      fail("write", "checkpoints.%s must be a module, got %s", tostring(name), args.what(model))
-    end
-    model:save(("%s/%s.safetensors"):format(dir, name))
-  end
+  for name, model in pairs(results.checkpoints or {}) do model:save(("%s/%s.safetensors"):format(dir, name)) end
   atomic_write("write", dir .. "/metrics.json", json(results.metrics or {}) .. "\n")
   local path = dir .. "/report.html"
   atomic_write("write", path, M.html(results, dir))

@@ -69,7 +69,9 @@ end
 -- checkpoint's path: continue from it), on_nonfinite ("error" or "skip": a
 -- NaN/inf loss or gradient stops the run, or skips the step), distributed
 -- (false; true: data-parallel over kdx.dist's ranks, data a kdx.data.DataLoader
--- whose batch_size is the global batch, docs/distributed.md). Returns the
+-- whose batch_size is the global batch, docs/distributed.md), bucket_bytes
+-- (the gradient buckets' size when distributed, default
+-- kdx.dist.bucket_bytes). Returns the
 -- history: a list of per-epoch {epoch, loss, accuracy, eval_loss,
 -- eval_accuracy, seconds, samples_per_second, lr, skipped}.
 function M.train(args)
@@ -135,6 +137,7 @@ function M._train_distributed(args, lf, names)
     for _, p in ipairs(g.params) do params[#params + 1] = p end
   end
   dist.broadcast_parameters(model)
+  local reducer = dist.reducer(params, {bucket_bytes = args.bucket_bytes})
   return loop.run_epochs{
     fname = fname, data = data, distributed = true, epochs = args.epochs,
     progress = args.progress, log = args.log,
@@ -145,18 +148,19 @@ function M._train_distributed(args, lf, names)
     begin_epoch = function() model:train() end,
     step = function(x, y)
       opt:zero_grad()
-      local value, b, k = 0, 0, nil
+      local value, b, k = 0, x and x:size(1) or 0, nil
+      reducer:begin(b)
       if x then
         local out = model(x)
         local loss = lf(out, y)
-        value, b = loss:item(), x:size(1)
+        value = loss:item()
         -- a rank with a non-finite loss sends it on instead of a gradient:
         -- the global loss is then non-finite on every rank, which all skip
-        if loop.finite(value) then loss:backward() end
+        if loop.finite(value) then reducer:backward(loss) end
         k = kdx.no_grad(correct_topk, out, y, 1)
       end
       local rows
-      value, rows, k = loop.dist_reduce(params, b, value, k)
+      value, rows, k = loop.dist_reduce(reducer, b, value, k)
       if not loop.finite(value) then
         opt:zero_grad()
         return nil, ("the loss is %s on some rank"):format(loop.nonfinite_name(value))

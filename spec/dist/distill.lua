@@ -1,10 +1,11 @@
 -- Run on 2 ranks by spec/dist_spec.lua:
---   mpirun --oversubscribe --allow-run-as-root -np 2 lua5.4 spec/dist/distill.lua
+--   mpirun --oversubscribe --allow-run-as-root -np 2 lua5.4 spec/dist/distill.lua [dir]
 -- kdx.distill.run{..., distributed = true} on digits (KD + labels + a FitNets
 -- hint through a regressor, the teacher cached) checks that both ranks hold
 -- identical students and regressors after every step and that the result,
 -- the history and the final metrics equal a single-process run with the same
--- global batch and seed. Exits 1 with a message on the first failure.
+-- global batch and seed; and, given a folder, that kdx.report.write writes on
+-- rank 0 only. Exits 1 with a message on the first failure.
 local kdx = require "kdx"
 local nn = kdx.nn
 local dist = kdx.dist
@@ -103,6 +104,25 @@ check(hist[2].loss < hist[1].loss, "the distributed run trains")
 local ok, e = pcall(kdx.distill.run, {teacher = teacher, student = student_for(1), data = loader(),
   loss = {crd = 1}, optimizer = function(p) return kdx.optim.SGD(p, {lr = 0.1}) end, distributed = true})
 check(not ok and tostring(e):find("not supported with distributed = true", 1, true), "crd refused: " .. tostring(e))
+
+-- the report: rank 0 alone writes it (both ranks get the path); with
+-- every_rank each rank writes its own folder
+local dir = arg[1]
+if dir then
+  local path = kdx.report.write(dir .. "/shared", {title = "run", metrics = {rank = rank},
+    sections = {{kind = "text", title = "t", text = "x"}}, checkpoints = {student = student}})
+  check(path == dir .. "/shared/report.html", "path " .. tostring(path))
+  kdx.report.write(("%s/rank%d"):format(dir, rank), {title = "mine", metrics = {rank = rank}}, {every_rank = true})
+  dist.barrier()
+  local f = io.open(dir .. "/shared/metrics.json")
+  check(f and f:read("a"):find('"rank": *0'), "the shared metrics are rank 0's")
+  if f then f:close() end
+  for r = 0, 1 do
+    local g = io.open(("%s/rank%d/metrics.json"):format(dir, r))
+    check(g and g:read("a"):find('"rank": *' .. r), "rank " .. r .. "'s own report")
+    if g then g:close() end
+  end
+end
 
 dist.barrier()
 if fails > 0 then os.exit(1) end

@@ -465,7 +465,7 @@ end
 
 -- One training step: teacher outputs, student forward with captures, the
 -- weighted terms, backward, update. state.factor and state.epoch are set
--- per epoch. Distributed (state.params set), a rank may have no rows in a
+-- per epoch. Distributed (state.reducer set), a rank may have no rows in a
 -- step (x is false) and still joins the gradient average, which also makes
 -- the loss, the terms and the correct count global.
 local function make_step(fname, args, p, opt, conn, t_out, state)
@@ -475,7 +475,8 @@ local function make_step(fname, args, p, opt, conn, t_out, state)
   for i, term in ipairs(p.terms) do term_names[i] = term.name end
   return function(x, y, key)
     opt:zero_grad()
-    local value, rows, correct, values = 0, 0, nil, {}
+    local value, rows, correct, values = 0, x and x:size(1) or 0, nil, {}
+    if state.reducer then state.reducer:begin(rows) end
     if x then
       local ctx = {x = x, y = y, pairs = {}, epoch = state.epoch, warmup = state.factor,
         index = kdx.is_tensor(key) and key or nil, student_model = student, teacher_model = teacher}
@@ -494,12 +495,14 @@ local function make_step(fname, args, p, opt, conn, t_out, state)
       local total
       total, values = compute_terms(p.terms, ctx, L, T, lopts, state.factor, conn)
       if not total then fail(fname, "every loss weight is 0") end
-      value, rows = total:item(), x:size(1)
-      if loop.finite(value) then total:backward() end
+      value = total:item()
+      if loop.finite(value) then
+        if state.reducer then state.reducer:backward(total) else total:backward() end
+      end
       correct = kdx.no_grad(loop.correct_topk, out, y, 1)
     end
-    if state.params then
-      value, rows, correct, values = loop.dist_reduce(state.params, rows, value, correct, term_names, values)
+    if state.reducer then
+      value, rows, correct, values = loop.dist_reduce(state.reducer, rows, value, correct, term_names, values)
     end
     if not loop.finite(value) then
       opt:zero_grad()
@@ -558,10 +561,11 @@ function M.run(args)
   if distributed then
     -- every rank starts from rank 0's student, connectors and teacher, and
     -- averages the gradients of everything the optimizer trains
-    state.params = {}
+    local trained = {}
     for _, g in ipairs(opt.param_groups) do
-      for _, q in ipairs(g.params) do state.params[#state.params + 1] = q end
+      for _, q in ipairs(g.params) do trained[#trained + 1] = q end
     end
+    state.reducer = kdx.dist.reducer(trained, {bucket_bytes = args.bucket_bytes})
     for _, m in ipairs(modules) do kdx.dist.broadcast_parameters(m[2]) end
     if teacher then kdx.dist.broadcast_parameters(teacher) end
   end
