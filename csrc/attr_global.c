@@ -120,27 +120,38 @@ kdx_status kdx_explain_permutation_importance(const kdx_model *m, const kdx_tens
             return kdx_fail(KDX_EINVAL, "%s: feature %lld out of range [1, %lld]", fname, (long long)features[f] + 1, (long long)M);
     if (nf < 1) return kdx_fail(KDX_EINVAL, "%s: no features to permute", fname);
     if (!gen) gen = kdx_default_generator();
+    /* Feature j's shuffles come from its own stream, seeded from (base, j):
+       the result for a feature does not depend on which other features are
+       permuted, nor in what order, so the features can be split across
+       processes (kdx.dist) and still give the one-process numbers. */
+    uint64_t base_seed = kdx_generator_next(gen);
+    kdx_generator *fgen = NULL;
     kdx_tensor *xc = NULL, *imp = NULL;
     int64_t shape[2] = {nf, repeats};
     int64_t *perm = kdx__malloc((size_t)N * sizeof(int64_t));
     kdx_status s = perm ? KDX_OK : kdx_fail(KDX_ENOMEM, "%s: out of memory", fname);
+    if (s == KDX_OK) s = kdx_generator_new(base_seed, &fgen);
     if (s == KDX_OK) s = kdx_contiguous(X, &xc);
     if (s == KDX_OK) s = kdx__new(fname, KDX_DTYPE_F64, 2, shape, &imp);
     permuted p = {xc, NULL, 0, (size_t)M * kdx_dtype_size(X->dtype)};
     double base = 0;
     if (s == KDX_OK) s = score_rows(fname, m, &p, score, ud, batch_size, &base);
-    for (int64_t f = 0; f < nf && s == KDX_OK; f++)
+    for (int64_t f = 0; f < nf && s == KDX_OK; f++) {
+        p.j = features ? features[f] : f;
+        kdx_generator_seed(fgen, base_seed + (uint64_t)p.j); /* the seeding is a splitmix64 of base + j */
         for (int k = 0; k < repeats && s == KDX_OK; k++) {
             for (int64_t t = 0; t < N; t++) perm[t] = t;
             for (int64_t t = N - 1; t > 0; t--) {
-                int64_t j = (int64_t)kdx_generator_below(gen, (uint64_t)t + 1), tmp = perm[t];
+                int64_t j = (int64_t)kdx_generator_below(fgen, (uint64_t)t + 1), tmp = perm[t];
                 perm[t] = perm[j], perm[j] = tmp;
             }
             double v = 0;
-            p.perm = perm, p.j = features ? features[f] : f;
+            p.perm = perm;
             s = score_rows(fname, m, &p, score, ud, batch_size, &v);
             ((double *)kdx__base(imp))[f * repeats + k] = base - v;
         }
+    }
+    kdx_generator_free(fgen);
     if (perm) kdx__free(perm, (size_t)N * sizeof(int64_t));
     kdx_tensor_release(xc);
     if (s != KDX_OK) {
@@ -229,8 +240,53 @@ static kdx_status grid_fill(void *ud, int64_t r, char *dst, int64_t *sample)
     return KDX_OK;
 }
 
+static kdx_status check_grid_args(const char *fname, const kdx_tensor *X, int64_t grid_resolution, double plo, double phi)
+{
+    if (grid_resolution < 2 || grid_resolution > 1000000)
+        return kdx_fail(KDX_EINVAL, "%s: grid_resolution must be in [2, 1000000], got %lld", fname, (long long)grid_resolution);
+    if (!(plo >= 0 && plo < phi && phi <= 1))
+        return kdx_fail(KDX_EINVAL, "%s: percentiles must satisfy 0 <= lo < hi <= 1, got {%g, %g}", fname, plo, phi);
+    if (X->shape[0] < 1) return kdx_fail(KDX_ESHAPE, "%s: X has no rows", fname);
+    return KDX_OK;
+}
+
+kdx_status kdx_explain_pd_grid(const kdx_tensor *X, int64_t j, int64_t grid_resolution, double plo, double phi,
+                               kdx_tensor **out)
+{
+    const char *fname = "partial_dependence";
+    if (!X || !out) return kdx_fail(KDX_EINVAL, "%s: X or out is NULL", fname);
+    if (X->ndim != 2 || (X->dtype != KDX_DTYPE_F32 && X->dtype != KDX_DTYPE_F64))
+        return kdx_fail(KDX_ESHAPE, "%s: X must be a float table [N, features], got %s", fname, kdx__shp(X));
+    if (j < 0 || j >= X->shape[1])
+        return kdx_fail(KDX_EINVAL, "%s: feature %lld out of range [1, %lld]", fname, (long long)j + 1, (long long)X->shape[1]);
+    KDX_TRY(check_grid_args(fname, X, grid_resolution, plo, phi));
+    kdx_tensor *xc = NULL;
+    KDX_TRY(kdx_contiguous(X, &xc));
+    kdx_status s = pd_grid(fname, xc, j, grid_resolution, plo, phi, out);
+    kdx_tensor_release(xc);
+    return s;
+}
+
+/* A user's grid: a contiguous float64 copy of a 1-d, non-empty, finite tensor. */
+static kdx_status given_grid(const char *fname, const kdx_tensor *g, int t, kdx_tensor **out)
+{
+    if (g->ndim != 1 || g->shape[0] < 1 || g->shape[0] > 1000000)
+        return kdx_fail(KDX_ESHAPE, "%s: grid[%d] must be 1-d with 1 to 1000000 values, got %s", fname, t + 1, kdx__shp(g));
+    kdx_tensor *c = NULL;
+    KDX_TRY(kdx_to(g, KDX_DTYPE_F64, &c)); /* a contiguous copy */
+    const double *v = (const double *)kdx__base(c);
+    for (int64_t i = 0; i < g->shape[0]; i++)
+        if (!isfinite(v[i])) {
+            kdx_tensor_release(c);
+            return kdx_fail(KDX_EINVAL, "%s: grid[%d] holds a non-finite value", fname, t + 1);
+        }
+    *out = c;
+    return KDX_OK;
+}
+
 kdx_status kdx_explain_partial_dependence(const kdx_model *m, const kdx_tensor *X, const int64_t *features, int nf,
-                                          int64_t grid_resolution, double plo, double phi, const kdx_tensor *target,
+                                          int64_t grid_resolution, double plo, double phi,
+                                          const kdx_tensor *const *grid_in, const kdx_tensor *target,
                                           int64_t batch_size, kdx_tensor **grids, kdx_tensor **average,
                                           kdx_tensor **individual)
 {
@@ -241,16 +297,14 @@ kdx_status kdx_explain_partial_dependence(const kdx_model *m, const kdx_tensor *
         if (features[t] < 0 || features[t] >= X->shape[1])
             return kdx_fail(KDX_EINVAL, "%s: feature %lld out of range [1, %lld]", fname, (long long)features[t] + 1,
                             (long long)X->shape[1]);
-    if (grid_resolution < 2 || grid_resolution > 1000000)
-        return kdx_fail(KDX_EINVAL, "%s: grid_resolution must be in [2, 1000000], got %lld", fname, (long long)grid_resolution);
-    if (!(plo >= 0 && plo < phi && phi <= 1))
-        return kdx_fail(KDX_EINVAL, "%s: percentiles must satisfy 0 <= lo < hi <= 1, got {%g, %g}", fname, plo, phi);
+    KDX_TRY(check_grid_args(fname, X, grid_resolution, plo, phi));
     int64_t N = X->shape[0], P = 1;
     kdx_tensor *xc = NULL, *g[2] = {NULL, NULL}, *avg = NULL, *ind = NULL;
     gridded d = {0};
     kdx_status s = kdx_contiguous(X, &xc);
     for (int t = 0; t < nf && s == KDX_OK; t++) {
-        s = pd_grid(fname, xc, features[t], grid_resolution, plo, phi, &g[t]);
+        if (grid_in && grid_in[t]) s = given_grid(fname, grid_in[t], t, &g[t]);
+        else s = pd_grid(fname, xc, features[t], grid_resolution, plo, phi, &g[t]);
         if (s == KDX_OK) d.n[t] = g[t]->shape[0], d.g[t] = (const double *)kdx__base(g[t]), d.j[t] = features[t], P *= d.n[t];
     }
     d.X = xc, d.nf = nf, d.N = N, d.B = N, d.rb = (size_t)X->shape[1] * kdx_dtype_size(X->dtype);

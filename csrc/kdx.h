@@ -720,14 +720,18 @@ typedef kdx_status (*kdx_score_fn)(void *ud, const kdx_tensor *out, double *scor
 typedef enum kdx_score_kind { KDX_SCORE_ACCURACY, KDX_SCORE_NEG_LOG_LOSS, KDX_SCORE_NEG_MSE } kdx_score_kind;
 /* Built-in scores: accuracy and neg_log_loss (outputs are logits) of [N, C] against int64 0-based labels; -MSE of [N] against y. */
 kdx_status kdx_explain_score(kdx_score_kind kind, const kdx_tensor *out, const kdx_tensor *y, double *score);
-/* Permutation importance (sklearn) of X [N, M]: importances [nfeatures, repeats] = score(X) - score(X, column shuffled). features NULL: all. */
+/* Permutation importance (sklearn) of X [N, M]: importances [nfeatures, repeats] = score(X) - score(X, column shuffled); column j's shuffles from a generator seeded from (one draw of g, j). features NULL: all. */
 kdx_status kdx_explain_permutation_importance(const kdx_model *m, const kdx_tensor *X, kdx_score_fn score, void *ud,
                                               const int64_t *features, int64_t nfeatures, int repeats,
                                               kdx_generator *g, int64_t batch_size, kdx_tensor **importances,
                                               double *baseline);
-/* Partial dependence and ICE (sklearn, brute) of 1 or 2 features: grids[nf] (float64), average [G...], individual [N, G...]. */
+/* The partial-dependence grid of column j of X [N, M] (float64): its unique values if fewer than G, else G points from the plo to the phi quantile. */
+kdx_status kdx_explain_pd_grid(const kdx_tensor *X, int64_t j, int64_t grid_resolution, double plo, double phi,
+                               kdx_tensor **out);
+/* Partial dependence and ICE (sklearn, brute) of 1 or 2 features: grids[nf] (float64; grid_in NULL or grid_in[t] NULL: kdx_explain_pd_grid, else a copy of the 1-d grid_in[t]), average [G...], individual [N, G...]. */
 kdx_status kdx_explain_partial_dependence(const kdx_model *m, const kdx_tensor *X, const int64_t *features, int nf,
-                                          int64_t grid_resolution, double plo, double phi, const kdx_tensor *target,
+                                          int64_t grid_resolution, double plo, double phi,
+                                          const kdx_tensor *const *grid_in, const kdx_tensor *target,
                                           int64_t batch_size, kdx_tensor **grids, kdx_tensor **average,
                                           kdx_tensor **individual);
 /* Friedman's H^2 [npairs] of feature pairs (pairs[2q], pairs[2q+1]) from centred PDs at up to `samples` data rows. */

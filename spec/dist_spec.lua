@@ -1,5 +1,7 @@
 -- kdx.dist: the single-process fallback (always), and the collectives over
--- MPI on 2 ranks (spec/dist/collectives.lua under mpirun) when mpirun exists.
+-- MPI on 2 ranks (spec/dist/collectives.lua under mpirun) when mpirun exists;
+-- distributed explanation and sweeps on one process here, on 2 ranks in
+-- spec/dist/explain_global.lua.
 local kdx = require "kdx"
 
 describe("kdx.dist without mpirun", function()
@@ -183,6 +185,133 @@ describe("kdx.dist without mpirun", function()
   end)
 end)
 
+describe("kdx.dist distributed explanation and sweeps, on one process", function()
+  local dist = kdx.dist
+  local function err(f, ...)
+    local ok, e = pcall(f, ...)
+    assert.is_false(ok)
+    return tostring(e)
+  end
+
+  it("gives this rank's block of rows: all of them on one rank", function()
+    assert.are.same({1, 7}, {dist.block(7)})
+    assert.are.same({1, 0}, {dist.block(0)})
+    assert.matches("kdx.dist.block: n must be an integer >= 0", err(dist.block, -1), 1, true)
+  end)
+
+  it("gathers plain values into a list of one, floats and integers exactly", function()
+    local v = {1, 0.1, -0.0, 5e-324, math.huge, -math.huge, 0 / 0, math.maxinteger, math.mininteger, 3.0,
+      "a\0b\n", true, false, {x = {y = {1.5, "z"}}, [2.5] = "f", [true] = 1}}
+    local all = dist.allgather_objects(v)
+    assert.are.equal(1, all.n)
+    local g = all[1]
+    assert.is_false(rawequal(g, v)) -- a copy, through the wire format
+    for i = 1, 13 do
+      if v[i] ~= v[i] then assert.is_true(g[i] ~= g[i]) else assert.are.equal(v[i], g[i]) end
+      assert.are.equal(math.type(v[i]), math.type(g[i])) -- 3.0 stays a float, 1 an integer
+    end
+    assert.are.equal(-math.huge, 1 / g[3]) -- the sign of -0.0 survives
+    assert.are.same(v[14], g[14])
+    assert.are.same({n = 1}, dist.allgather_objects(nil))
+    assert.are.same({"s", n = 1}, dist.allgather_objects("s"))
+  end)
+
+  it("refuses what is not a plain value, naming kdx.dist.allgather_objects", function()
+    assert.matches("kdx.dist.allgather_objects: rank 0's value[\"f\"] is a function", err(dist.allgather_objects, {f = print}),
+      1, true)
+    assert.matches("is a tensor (gather tensors with kdx.dist.allgather)", err(dist.allgather_objects, {kdx.tensor{1}}), 1, true)
+    assert.matches("value is a thread, not a plain value", err(dist.allgather_objects, coroutine.create(print)), 1, true)
+    local cyc = {}
+    cyc.self = cyc
+    assert.matches("contains itself", err(dist.allgather_objects, cyc), 1, true)
+    assert.matches("has a table key", err(dist.allgather_objects, {[{}] = 1}), 1, true)
+  end)
+
+  it("maps configurations in order, all on rank 0, with their index", function()
+    local seen = {}
+    local res = dist.map_configs({{w = 4}, {w = 8}, {w = 16}}, function(c, i)
+      seen[#seen + 1] = i
+      return {accuracy = 1 / c.w, parameters = c.w * 10}
+    end)
+    assert.are.same({1, 2, 3}, seen)
+    assert.are.same({{accuracy = 0.25, parameters = 40}, {accuracy = 0.125, parameters = 80},
+      {accuracy = 0.0625, parameters = 160}, n = 3}, res)
+    assert.are.same({n = 0}, dist.map_configs({}, function() error("never") end))
+  end)
+
+  it("raises the first failing configuration's error, and refuses bad arguments", function()
+    local calls = 0
+    local e = err(dist.map_configs, {1, 2, 3, 4}, function(c)
+      calls = calls + 1
+      if c >= 2 then error("too big: " .. c, 0) end
+      return c
+    end)
+    assert.are.equal("kdx.dist.map_configs: config 2 (rank 0) failed: too big: 2", e:gsub("^.-:%d+: ", ""))
+    assert.are.equal(4, calls) -- every config runs: the ranks must all reach the gather
+    assert.matches("kdx.dist.map_configs: config 1 (rank 0) failed: the result is a function",
+      err(dist.map_configs, {1}, function() return print end), 1, true)
+    assert.matches("kdx.dist.map_configs: argument 1 must be a list", err(dist.map_configs, 3, print), 1, true)
+    assert.matches("kdx.dist.map_configs: argument 2 must be a function", err(dist.map_configs, {}, 3), 1, true)
+  end)
+
+  it("runs a function under pcall_all: its results, or its error as it was", function()
+    assert.are.same({1, nil, 3}, {dist.pcall_all("x", function(a, b) return a, b, 3 end, 1)})
+    local ok, e = pcall(dist.pcall_all, "x", function() error({code = 7}) end)
+    assert.is_false(ok)
+    assert.are.same({code = 7}, e)
+  end)
+
+  it("compares with distributed = true exactly as without", function()
+    kdx.manual_seed(3)
+    local m1 = kdx.nn.Sequential{kdx.nn.Flatten(), kdx.nn.Linear(16, 3)}:double()
+    local m2 = kdx.nn.Sequential{kdx.nn.Flatten(), kdx.nn.Linear(16, 3)}:double()
+    local data = {x = kdx.rand({5, 1, 4, 4}, "float64"), y = kdx.tensor({1, 2, 3, 1, 2}, "int64")}
+    local opts = {methods = {"saliency", {name = "integrated_gradients", opts = {steps = 4}}}, deletion_steps = 3}
+    local a = kdx.explain.compare(m1, m2, data, opts)
+    opts.distributed = true
+    local b = kdx.explain.compare(m1, m2, data, opts)
+    assert.are.same(a.target:totable(), b.target:totable())
+    for _, name in ipairs(a.order) do
+      local p, q = a.methods[name], b.methods[name]
+      assert.are.same(p.teacher:totable(), q.teacher:totable())
+      assert.are.same(p.student:totable(), q.student:totable())
+      assert.are.same(p.deletion_auc.teacher:totable(), q.deletion_auc.teacher:totable())
+      assert.are.same(p.similarity.spearman:totable(), q.similarity.spearman:totable())
+      assert.are.same(p.mean, q.mean)
+      assert.are.same(p.disagree, q.disagree)
+    end
+    assert.matches("kdx.explain.compare: distributed must be true or false",
+      err(kdx.explain.compare, m1, m2, data, {distributed = "yes"}), 1, true)
+  end)
+
+  it("runs the global methods with distributed = true as without", function()
+    kdx.manual_seed(4)
+    local X = kdx.randn({12, 3}, "float64")
+    local W = kdx.randn({3, 2}, "float64")
+    local f = function(b) return kdx.matmul(b, W) end
+    local y = kdx.no_grad(function() return f(X):argmax(2) end)
+    local g1 = kdx.explain.global_importance("saliency", f, X, {target = y})
+    local g2 = kdx.explain.global_importance("saliency", f, X, {target = y, distributed = true})
+    assert.are.same(g1:totable(), g2:totable())
+    local _, _, i1, b1 = kdx.explain.permutation_importance(f, X, {y = y, seed = 2, repeats = 3})
+    local _, _, i2, b2 = kdx.explain.permutation_importance(f, X, {y = y, seed = 2, repeats = 3, distributed = true})
+    assert.are.same(i1:totable(), i2:totable())
+    assert.are.equal(b1, b2)
+    local p1 = kdx.explain.partial_dependence(f, X, {features = {1, 3}, grid_resolution = 4, target = 1, kind = "both"})
+    local p2 = kdx.explain.partial_dependence(f, X, {features = {1, 3}, grid_resolution = 4, target = 1, kind = "both",
+      distributed = true})
+    assert.are.same(p1.grid[2]:totable(), p2.grid[2]:totable())
+    assert.are.same(p1.individual:totable(), p2.individual:totable())
+    assert.is_true((p1.average - p2.average):abs():max():item() < 1e-12)
+    assert.matches("kdx.explain.h_statistic: distributed = true is not supported",
+      err(kdx.explain.h_statistic, f, X, {target = 1, distributed = true}), 1, true)
+    assert.matches("kdx.explain.permutation_importance: distributed must be true or false",
+      err(kdx.explain.permutation_importance, f, X, {y = y, distributed = 1}), 1, true)
+    assert.matches("kdx.explain.global_importance: the method must return attributions",
+      err(kdx.explain.global_importance, function() return 1 end, f, X, {distributed = true}), 1, true)
+  end)
+end)
+
 local function have(cmd)
   return os.execute("command -v " .. cmd .. " >/dev/null 2>&1") == true
 end
@@ -256,6 +385,13 @@ else
       assert(ok, "2-rank IG failed:\n" .. out)
       assert.matches("rank 0: dataset-wide IG ok", out, 1, true)
       assert.matches("rank 1: dataset-wide IG ok", out, 1, true)
+    end)
+
+    it("distributes compare, the global methods and a sweep, equal to 1 rank; one rank's error reaches both", function()
+      local ok, out = mpirun("spec/dist/explain_global.lua")
+      assert(ok, "2-rank distributed explanation failed:\n" .. out)
+      assert.matches("rank 0: distributed explanation and sweeps ok", out, 1, true)
+      assert.matches("rank 1: distributed explanation and sweeps ok", out, 1, true)
     end)
   end)
 end

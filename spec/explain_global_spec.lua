@@ -25,6 +25,30 @@ end
 
 describe("kdx.explain global methods", function()
   describe("partial_dependence", function()
+    it("evaluates on a given grid (as sklearn's custom_values), and its own grid when given X's", function()
+      local r = kdx.explain.partial_dependence(mlp, X, {features = {2, 4}, grid = {{-1, 0.5}, kdx.tensor{2, 3, 4}},
+        target = 1, kind = "both"})
+      close(r.grid[1], kdx.tensor({-1, 0.5}, "float64"), 0)
+      assert.are.same({30, 2, 3}, r.individual:shape())
+      for _, p in ipairs{{1, 1}, {2, 3}} do -- a grid point's curve is the model with both columns set
+        local Xs = X:clone()
+        Xs:select(2, 2):fill_(r.grid[1]:get(p[1])); Xs:select(2, 4):fill_(r.grid[2]:get(p[2]))
+        close(r.individual:select(3, p[2]):select(2, p[1]), mlp(Xs):select(2, 1):double(), 1e-12)
+      end
+      local auto = kdx.explain.partial_dependence(mlp, X, {features = {1}, grid_resolution = 7, target = 1})
+      local given = kdx.explain.partial_dependence(mlp, X, {features = {1}, grid = {auto.grid[1]}, target = 1})
+      close(given.average, auto.average, 0)
+      local half = kdx.explain.partial_dependence(mlp, X, {features = {1, 2}, grid = {[2] = {0}}, grid_resolution = 7,
+        target = 1})
+      close(half.grid[1], auto.grid[1], 0) -- an absent entry is built from X
+      assert.truthy(err(kdx.explain.partial_dependence, mlp, X, {features = 1, target = 1, grid = {{{1, 2}}}})
+        :find("kdx.explain.partial_dependence: grid[1] must be 1-d", 1, true))
+      assert.truthy(err(kdx.explain.partial_dependence, mlp, X, {features = 1, target = 1, grid = {{1 / 0}}})
+        :find("kdx.explain.partial_dependence: grid[1] holds a non-finite value", 1, true))
+      assert.truthy(err(kdx.explain.partial_dependence, mlp, X, {features = 1, target = 1, grid = "all"})
+        :find("kdx.explain.partial_dependence: grid must be a table", 1, true))
+    end)
+
     it("agrees with sklearn's brute partial dependence: grids, averages and ICE curves", function()
       for _, c in ipairs(g.pd) do
         local r = kdx.explain.partial_dependence(mlp, X, {features = c.features, grid_resolution = c.grid_resolution,
@@ -140,6 +164,15 @@ describe("kdx.explain global methods", function()
       assert.is_true(math.abs(b2s + 0.25) < 1e-12)
       assert.is_true(mean:get(1) > 0)
       assert.are.equal(0, mean:get(2))
+    end)
+
+    it("shuffles each feature from its own stream: a feature's row does not depend on the others", function()
+      local _, _, all = kdx.explain.permutation_importance(mlp, X, {y = y, seed = 6, repeats = 4})
+      local _, _, some = kdx.explain.permutation_importance(mlp, X, {y = y, seed = 6, repeats = 4, features = {3, 1}})
+      close(some:select(1, 1), all:select(1, 3), 0)
+      close(some:select(1, 2), all:select(1, 1), 0)
+      local _, _, other = kdx.explain.permutation_importance(mlp, X, {y = y, seed = 7, repeats = 4})
+      assert.is_true((other - all):abs():max():item() > 0) -- another seed, other shuffles
     end)
 
     it("is deterministic for a seed", function()

@@ -192,11 +192,12 @@ static int l_permutation_importance(lua_State *L)
     return 2;
 }
 
-/* _partial_dependence(model, X, features, grid_resolution, lo, hi, target, batch_size)
-   -> grid1, grid2|nil, average, individual */
+/* _partial_dependence(model, X, features, grid_resolution, lo, hi, target, batch_size, grid|nil)
+   -> grid1, grid2|nil, average, individual. grid: {g1|nil, g2|nil}, each a
+   1-d tensor or a list of numbers (nil: the grid from X). */
 static int l_partial_dependence(lua_State *L)
 {
-    lua_settop(L, 8);
+    lua_settop(L, 9);
     const char *fname = "partial_dependence";
     kdxL_model lm;
     kdx_model m;
@@ -208,9 +209,17 @@ static int l_partial_dependence(lua_State *L)
     double lo = kdxL_checknum(L, 5, fname, "percentiles[1]"), hi = kdxL_checknum(L, 6, fname, "percentiles[2]");
     kdx_tensor *target = kdxL_checktarget(L, 7, fname);
     int64_t bs = kdxL_checkint(L, 8, fname, "batch_size");
+    const kdx_tensor *given[2] = {NULL, NULL};
+    if (!lua_isnil(L, 9)) {
+        if (lua_type(L, 9) != LUA_TTABLE) return luaL_error(L, "kdx.explain.partial_dependence: grid must be a table {g1[, g2]}");
+        for (int t = 0; t < 2; t++) { /* each converted tensor stays on the stack until the call returns */
+            lua_geti(L, 9, t + 1);
+            if (!lua_isnil(L, -1)) given[t] = kdxL_astensor(L, lua_gettop(L), "explain.partial_dependence", KDX_DTYPE_F64);
+        }
+    }
     kdx_tensor **g1 = kdxL_newbox(L), **g2 = kdxL_newbox(L), **avg = kdxL_newbox(L), **ind = kdxL_newbox(L);
     kdx_tensor *grids[2] = {NULL, NULL};
-    kdx_status s = kdx_explain_partial_dependence(&m, X, feats, (int)nf, res, lo, hi, target, bs, grids, avg, ind);
+    kdx_status s = kdx_explain_partial_dependence(&m, X, feats, (int)nf, res, lo, hi, given, target, bs, grids, avg, ind);
     *g1 = grids[0], *g2 = grids[1];
     kdxL_checkas(L, s, "explain.partial_dependence");
     if (!*g2) {
@@ -218,6 +227,19 @@ static int l_partial_dependence(lua_State *L)
         lua_replace(L, -4);
     }
     return 4;
+}
+
+/* _pd_grid(X, feature (1-based), grid_resolution, lo, hi) -> the grid partial_dependence builds from X */
+static int l_pd_grid(lua_State *L)
+{
+    lua_settop(L, 5);
+    const char *fname = "partial_dependence";
+    kdx_tensor *X = kdxL_checktensor(L, 1, fname);
+    lua_Integer j = kdxL_checkint(L, 2, fname, "feature"), res = kdxL_checkint(L, 3, fname, "grid_resolution");
+    double lo = kdxL_checknum(L, 4, fname, "percentiles[1]"), hi = kdxL_checknum(L, 5, fname, "percentiles[2]");
+    kdx_tensor **box = kdxL_newbox(L);
+    kdxL_checkas(L, kdx_explain_pd_grid(X, (int64_t)j - 1, res, lo, hi, box), "explain.partial_dependence");
+    return 1;
 }
 
 /* _h_statistic(model, X, pairs {j1, k1, j2, k2, ...} 1-based, samples, seed, target, batch_size) -> H^2 [P] */
@@ -251,6 +273,7 @@ void kdxL_open_explain_perturb(lua_State *L, int methods)
                                    {"_shapley_interactions", l_shapley_interactions},
                                    {"_permutation_importance", l_permutation_importance},
                                    {"_partial_dependence", l_partial_dependence},
+                                   {"_pd_grid", l_pd_grid},
                                    {"_h_statistic", l_h_statistic},
                                    {NULL, NULL}};
     kdxL_register(L, mod, methods, fns, 0);

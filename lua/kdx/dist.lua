@@ -302,4 +302,197 @@ function M.map_rows(fn, x, ...)
   return M.allgather(out:contiguous())
 end
 
+-- ---------------------------------------- distributed explanation and sweeps --
+-- Plain Lua values across ranks (allgather_objects), one call per rank that
+-- fails on every rank when it fails on one (pcall_all), a sweep with one
+-- configuration per rank (map_configs), and the row and option splitting
+-- kdx.explain uses for distributed = true. Written with the collectives
+-- above, so they run the same on one process.
+
+--- This rank's contiguous block of n rows, as map_rows splits them: the
+-- 1-based first row and the count (rank r: rows floor(r*n/size)+1 ..
+-- floor((r+1)*n/size); a block may be empty when n < size()).
+function M.block(n)
+  if math.type(n) ~= "integer" or n < 0 then
+    error("kdx.dist.block: n must be an integer >= 0, got " .. tostring(n), 2)
+  end
+  return block(n)
+end
+
+-- Serialization of plain values (nil, booleans, numbers, strings, tables of
+-- them) to a string, in a format of our own that decode parses: no code is
+-- ever loaded. Integers stay integers, floats round-trip exactly (%a, and
+-- inf/nan by name).
+local function encode(v, out, path, seen)
+  local t = math.type(v) or type(v)
+  if t == "nil" then out[#out + 1] = "n"
+  elseif t == "boolean" then out[#out + 1] = v and "T" or "F"
+  elseif t == "integer" then out[#out + 1] = "i" .. string.format("%d", v) .. ";"
+  elseif t == "float" then
+    local text
+    if v ~= v then text = "nan"
+    elseif v == math.huge then text = "inf"
+    elseif v == -math.huge then text = "-inf"
+    else text = string.format("%a", v) end
+    out[#out + 1] = "d" .. text .. ";"
+  elseif t == "string" then out[#out + 1] = "s" .. #v .. ":" .. v
+  elseif t == "table" then
+    if seen[v] then error(("%s is a table that contains itself"):format(path), 0) end
+    seen[v] = true
+    out[#out + 1] = "{"
+    for k, x in next, v do
+      local kt = type(k)
+      if kt ~= "number" and kt ~= "string" and kt ~= "boolean" then
+        error(("%s has a %s key; keys must be numbers, strings or booleans"):format(path, kt), 0)
+      end
+      encode(k, out, path, seen)
+      encode(x, out, path .. "[" .. (kt == "string" and ("%q"):format(k) or tostring(k)) .. "]", seen)
+    end
+    out[#out + 1] = "}"
+    seen[v] = nil
+  else
+    local what = t == "userdata" and require("kdx.core").is_tensor(v) and "a tensor (gather tensors with kdx.dist.allgather)"
+      or ("a " .. t)
+    error(("%s is %s, not a plain value (nil, boolean, number, string or table of them)"):format(path, what), 0)
+  end
+end
+
+local function decode(s, i)
+  local c = s:sub(i, i)
+  if c == "n" then return nil, i + 1
+  elseif c == "T" then return true, i + 1
+  elseif c == "F" then return false, i + 1
+  elseif c == "i" or c == "d" then
+    local stop = assert(s:find(";", i + 1, true), "truncated number")
+    local text = s:sub(i + 1, stop - 1)
+    local v
+    if c == "i" then v = tonumber(text)
+    elseif text == "nan" then v = 0 / 0
+    elseif text == "inf" then v = math.huge
+    elseif text == "-inf" then v = -math.huge
+    else v = tonumber(text) end
+    assert(v ~= nil and (c == "d" or math.type(v) == "integer"), "bad number")
+    if c == "d" and math.type(v) == "integer" then v = v + 0.0 end -- (v + 0.0 would turn -0.0 into 0.0)
+    return v, stop + 1
+  elseif c == "s" then
+    local colon = assert(s:find(":", i + 1, true), "truncated string")
+    local len = tonumber(s:sub(i + 1, colon - 1))
+    assert(math.type(len) == "integer" and len >= 0, "bad string length")
+    assert(colon + len <= #s, "truncated string")
+    return s:sub(colon + 1, colon + len), colon + len + 1
+  elseif c == "{" then
+    local t = {}
+    i = i + 1
+    while s:sub(i, i) ~= "}" do
+      assert(i <= #s, "truncated table")
+      local k, x
+      k, i = decode(s, i)
+      x, i = decode(s, i)
+      assert(k ~= nil, "nil key")
+      t[k] = x
+    end
+    return t, i + 1
+  end
+  error("bad tag at byte " .. i, 0)
+end
+
+-- The bytes of s as int64 words, preceded by the byte count.
+local function pack_words(s)
+  local words = {#s}
+  s = s .. string.rep("\0", (8 - #s % 8) % 8)
+  for pos = 1, #s, 8 do words[#words + 1] = string.unpack("<i8", s, pos) end
+  return words
+end
+
+--- Every rank's plain Lua value v (nil, boolean, number, string, or a table
+-- of them, nested; no functions, userdata or cycles) as a list {v of rank 0,
+-- v of rank 1, ...} (n = size()) on every rank. Floats round-trip exactly.
+-- A value that cannot be sent raises on every rank, not only on its own.
+function M.allgather_objects(v)
+  local kdx = require "kdx"
+  local out = {}
+  local ok, err = pcall(encode, v, out, "value", {})
+  local text = ok and ("v" .. table.concat(out)) or ("e" .. tostring(err))
+  local all = M.allgather(kdx.tensor(pack_words(text), "int64")):totable()
+  local res, at, bad = {n = M.size()}, 1, nil
+  for r = 1, M.size() do
+    local len = all[at]
+    local nw = (len + 7) // 8
+    local parts = {}
+    for w = 1, nw do parts[w] = string.pack("<i8", all[at + w]) end
+    local s = table.concat(parts):sub(1, len)
+    at = at + 1 + nw
+    if s:sub(1, 1) == "e" then
+      bad = bad or ("rank %d's %s"):format(r - 1, s:sub(2))
+    else
+      local dok, val, stop = pcall(decode, s, 2)
+      if not dok or stop ~= #s + 1 then
+        bad = bad or ("rank %d's value could not be decoded: %s"):format(r - 1, dok and "trailing bytes" or tostring(val))
+      else
+        res[r] = val
+      end
+    end
+  end
+  if bad then error("kdx.dist.allgather_objects: " .. bad, 2) end
+  return res
+end
+
+--- fn(...) on every rank under pcall; then every rank learns whether any
+-- failed. Returns fn's results when no rank failed; otherwise raises on every
+-- rank "<fname>: rank r failed: <error>" with the lowest failing rank's error
+-- (fname: a name for the message, default "kdx.dist.pcall_all"). Use it
+-- around per-rank work that is followed by a collective, so that an error on
+-- one rank does not leave the others waiting.
+function M.pcall_all(fname, fn, ...)
+  local res = table.pack(pcall(fn, ...))
+  if M.size() == 1 and not res[1] then error(res[2], 0) end -- one process: the error as it was
+  local msg = not res[1] and tostring(res[2]) or nil
+  local all = M.allgather_objects(msg or false)
+  for r = 1, M.size() do
+    if all[r] then
+      error(("%s: rank %d failed: %s"):format(fname or "kdx.dist.pcall_all", r - 1, all[r]), 0)
+    end
+  end
+  return table.unpack(res, 2, res.n)
+end
+
+--- The complexity sweep with one configuration per rank: configuration i of
+-- the list configs runs on rank (i-1) % size() as fn(configs[i], i), and its
+-- result (a plain value, e.g. {accuracy =, parameters =}) is gathered, so
+-- every rank returns the results of all configurations in configs' order.
+-- An error in fn (or a result that is not a plain value) raises on every rank
+-- "kdx.dist.map_configs: config i (rank r) failed: <error>" for the first
+-- failing i, without leaving any rank waiting.
+function M.map_configs(configs, fn)
+  if type(configs) ~= "table" then
+    error("kdx.dist.map_configs: argument 1 must be a list of configurations, got " .. type(configs), 2)
+  end
+  if type(fn) ~= "function" then error("kdx.dist.map_configs: argument 2 must be a function, got " .. type(fn), 2) end
+  local rank, size = M.rank(), M.size()
+  local mine = {}
+  for i = rank + 1, #configs, size do
+    local ok, r = pcall(fn, configs[i], i)
+    if ok then -- a result that cannot be sent is this config's error, found before the gather
+      local eok, err = pcall(encode, r, {}, "the result", {})
+      if not eok then ok, r = false, err end
+    end
+    mine[#mine + 1] = ok and {i = i, value = r} or {i = i, err = tostring(r)}
+  end
+  local all = M.allgather_objects(mine)
+  local results, failed = {n = #configs}, nil
+  for r = 1, size do
+    for _, e in ipairs(all[r]) do
+      if e.err ~= nil then
+        if not failed or e.i < failed.i then failed = {i = e.i, rank = r - 1, err = e.err} end
+      else
+        results[e.i] = e.value
+      end
+    end
+  end
+  if failed then
+    error(("kdx.dist.map_configs: config %d (rank %d) failed: %s"):format(failed.i, failed.rank, failed.err), 2)
+  end
+  return results
+end
+
 return M

@@ -73,12 +73,106 @@ local function method_specs(fname, methods)
   return out
 end
 
+-- The target of x's samples: the labels y, or the teacher's predicted class.
+-- (check_target has checked mode and that labels exist for "label").
+local function targets(mode, teacher, x, y)
+  if mode == "label" then return y end
+  return kdx.no_grad(function() return teacher(x):argmax(2) end)
+end
+
+local function check_target(fname, mode, y)
+  if mode == "label" then
+    if not y then fail(fname, "target = \"label\" needs labels: give a dataset or {x =, y =}, or target = \"teacher\"") end
+  elseif mode ~= "teacher" then
+    fail(fname, "target must be \"label\" or \"teacher\", got %s", tostring(mode))
+  end
+end
+
+-- The per-sample part of compare, on the samples x (all of them, or one
+-- rank's block): the target, and per method both attributions, each
+-- similarity and both deletion AUCs, every one a tensor with a row per sample.
+local function per_sample(fname, teacher, student, x, y, c)
+  local metrics = require "kdx.explain.metrics"
+  local target = targets(c.mode, teacher, x, y)
+  local per = {target = target, methods = {}}
+  for _, spec in ipairs(c.specs) do
+    local at = explain(fname, spec, teacher, x, target, c.layers.teacher, c.bs)
+    local as = explain(fname, spec, student, x, target, c.layers.student, c.bs)
+    local mt, ms = as_map(at), as_map(as)
+    local sim = {
+      spearman = metrics.spearman(mt, ms),
+      topk_overlap = metrics.topk_overlap(mt, ms, c.topk),
+      cosine = metrics.cosine(mt, ms),
+    }
+    local st, ss = ssim_ready(mt), ssim_ready(ms)
+    if st and ss then sim.ssim = metrics.ssim(st, ss) end
+    -- deletion: the softmax probability of the target as the most important
+    -- features (by each model's own map) are removed; lower is more faithful
+    local dopts = {target = target, steps = c.steps, softmax = true, batch_size = c.bs}
+    local _, dt = metrics.deletion(teacher, x, mt:expand(x:shape()), dopts)
+    local _, ds = metrics.deletion(student, x, ms:expand(x:shape()), dopts)
+    per.methods[spec.name] = {teacher = at, student = as, similarity = sim, deletion_auc = {teacher = dt, student = ds}}
+  end
+  return per
+end
+
+local SIMILARITIES = {"spearman", "topk_overlap", "cosine", "ssim"}
+
+-- Every per-sample tensor of the ranks' per_sample results concatenated in
+-- rank order (the same structure on every rank, walked in a fixed order).
+local function gather(per, specs)
+  local dist = kdx.dist
+  local function g(t) return dist.allgather(t:contiguous()) end
+  per.target = g(kdx.is_tensor(per.target) and per.target or kdx.tensor(per.target, "int64"))
+  local done = {}
+  for _, spec in ipairs(specs) do
+    local m = per.methods[spec.name]
+    if done[m] then goto next end -- a method named twice has one result
+    done[m] = true
+    m.teacher, m.student = g(m.teacher), g(m.student)
+    for _, k in ipairs(SIMILARITIES) do
+      if m.similarity[k] then m.similarity[k] = g(m.similarity[k]) end
+    end
+    m.deletion_auc.teacher, m.deletion_auc.student = g(m.deletion_auc.teacher), g(m.deletion_auc.student)
+    ::next::
+  end
+  return per
+end
+
+-- The summary part of compare, from the per-sample tensors of all samples:
+-- the means (NaN similarities left out) and, per method, the samples the
+-- models disagree on most (lowest Spearman first; undefined ones last).
+local function summarize(m, n)
+  local mean = {deletion_auc_teacher = m.deletion_auc.teacher:mean():item(),
+    deletion_auc_student = m.deletion_auc.student:mean():item()}
+  for k, v in pairs(m.similarity) do -- NaN (a zero map) is left out of the mean
+    local sum, cnt = 0, 0
+    for _, e in ipairs(v:totable()) do
+      if e == e then sum, cnt = sum + e, cnt + 1 end
+    end
+    mean[k] = cnt > 0 and sum / cnt or 0 / 0
+  end
+  m.mean = mean
+  local vals = m.similarity.spearman:totable()
+  local idx = {}
+  for i = 1, n do idx[i] = i end
+  table.sort(idx, function(a, b)
+    local va, vb = vals[a] ~= vals[a] and math.huge or vals[a], vals[b] ~= vals[b] and math.huge or vals[b]
+    if va ~= vb then return va < vb end
+    return a < b
+  end)
+  m.disagree = idx
+end
+
 --- compare(teacher, student, data, opts) -> result. data: a dataset, {x =, y =}
 -- or a batch; opts: methods ({"integrated_gradients", "gradcam"}; names or
 -- {name =, opts =}), n (all), target ("label", or "teacher" for the
 -- teacher's predicted class; labels are needed for "label"), layers =
 -- {teacher =, student =} (for Grad-CAM), topk = 0.1, deletion_steps = 20,
--- batch_size = 128. result.methods[name] = {teacher, student (attributions),
+-- batch_size = 128, distributed = false (true: the samples split across the
+-- kdx.dist ranks in contiguous blocks, each rank explains its block, and the
+-- per-sample results are gathered, so every rank gets the whole result).
+-- result.methods[name] = {teacher, student (attributions),
 -- similarity = {spearman, topk_overlap, cosine, ssim} ([N] each),
 -- deletion_auc = {teacher, student} ([N]), mean = {...}, disagree = sample
 -- indices, least similar first (Spearman; undefined ones last)};
@@ -88,62 +182,36 @@ function M.compare(teacher, student, data, opts)
   opts = opts or {}
   if type(opts) ~= "table" then fail(fname, "options must be a table, got %s", args.what(opts)) end
   local x, y = samples(fname, data, common.int(fname, opts, "n", nil, 1))
-  local bs = common.int(fname, opts, "batch_size", 128, 1)
-  local topk = opts.topk or 0.1
-  local layers = opts.layers or {}
-  local steps = common.int(fname, opts, "deletion_steps", 20, 1)
-  local mode = opts.target or "label"
-  local target
-  if mode == "label" then
-    if not y then fail(fname, "target = \"label\" needs labels: give a dataset or {x =, y =}, or target = \"teacher\"") end
-    target = y
-  elseif mode == "teacher" then
-    target = kdx.no_grad(function() return teacher(x):argmax(2) end)
-  else
-    fail(fname, "target must be \"label\" or \"teacher\", got %s", tostring(mode))
+  local c = {
+    bs = common.int(fname, opts, "batch_size", 128, 1),
+    topk = opts.topk or 0.1,
+    layers = opts.layers or {},
+    steps = common.int(fname, opts, "deletion_steps", 20, 1),
+    mode = opts.target or "label",
+    specs = method_specs(fname, opts.methods),
+  }
+  check_target(fname, c.mode, y)
+  if opts.distributed ~= nil and type(opts.distributed) ~= "boolean" then
+    fail(fname, "distributed must be true or false, got %s", args.what(opts.distributed))
   end
-  local metrics = require "kdx.explain.metrics"
-  local result = {n = x:size(1), x = x, y = y, target = target, methods = {}, order = {}}
-  for _, spec in ipairs(method_specs(fname, opts.methods)) do
-    local at = explain(fname, spec, teacher, x, target, layers.teacher, bs)
-    local as = explain(fname, spec, student, x, target, layers.student, bs)
-    local mt, ms = as_map(at), as_map(as)
-    local sim = {
-      spearman = metrics.spearman(mt, ms),
-      topk_overlap = metrics.topk_overlap(mt, ms, topk),
-      cosine = metrics.cosine(mt, ms),
-    }
-    local st, ss = ssim_ready(mt), ssim_ready(ms)
-    if st and ss then sim.ssim = metrics.ssim(st, ss) end
-    -- deletion: the softmax probability of the target as the most important
-    -- features (by each model's own map) are removed; lower is more faithful
-    local dopts = {target = target, steps = steps, softmax = true, batch_size = bs}
-    local _, dt = metrics.deletion(teacher, x, mt:expand(x:shape()), dopts)
-    local _, ds = metrics.deletion(student, x, ms:expand(x:shape()), dopts)
-    local mean = {deletion_auc_teacher = dt:mean():item(), deletion_auc_student = ds:mean():item()}
-    for k, v in pairs(sim) do -- NaN (a zero map) is left out of the mean
-      local sum, cnt = 0, 0
-      for _, e in ipairs(v:totable()) do
-        if e == e then sum, cnt = sum + e, cnt + 1 end
-      end
-      mean[k] = cnt > 0 and sum / cnt or 0 / 0
+  local n = x:size(1)
+  local per
+  if opts.distributed then
+    local dist = kdx.dist
+    if n < dist.size() then
+      fail(fname, "distributed = true needs at least one sample per rank: %d samples, %d ranks", n, dist.size())
     end
-    result.methods[spec.name] = {teacher = at, student = as, similarity = sim,
-      deletion_auc = {teacher = dt, student = ds}, mean = mean}
-    result.order[#result.order + 1] = spec.name
+    local first, count = dist.block(n)
+    per = dist.pcall_all("kdx.dist", per_sample, fname, teacher, student, x:narrow(1, first, count),
+      y and y:narrow(1, first, count), c)
+    per = gather(per, c.specs)
+  else
+    per = per_sample(fname, teacher, student, x, y, c)
   end
-  -- the samples the models disagree on most, per method: lowest Spearman
-  -- first; samples where it is undefined (an all-zero map) last
-  for _, name in ipairs(result.order) do
-    local vals = result.methods[name].similarity.spearman:totable()
-    local idx = {}
-    for i = 1, result.n do idx[i] = i end
-    table.sort(idx, function(a, b)
-      local va, vb = vals[a] ~= vals[a] and math.huge or vals[a], vals[b] ~= vals[b] and math.huge or vals[b]
-      if va ~= vb then return va < vb end
-      return a < b
-    end)
-    result.methods[name].disagree = idx
+  local result = {n = n, x = x, y = y, target = per.target, methods = per.methods, order = {}}
+  for _, spec in ipairs(c.specs) do
+    summarize(result.methods[spec.name], n)
+    result.order[#result.order + 1] = spec.name
   end
   result.disagree = result.methods[result.order[1]].disagree
   return result
