@@ -322,14 +322,16 @@ else
   describe("kdx.dist on 2 ranks (mpirun)", function()
     -- Under the sanitizer build the ranks need the ASan runtime preloaded
     -- (scripts/run_tests.sh), but not mpirun itself, and Open MPI's own
-    -- allocations are not ours to leak-check.
+    -- allocations are not ours to leak-check. A deadlock between the ranks
+    -- fails the test after 15 minutes (timeout kills mpirun) instead of
+    -- hanging the suite; it is not a speed limit.
     local function mpirun(script)
       local preload = os.getenv("LD_PRELOAD") or ""
       local extra = ""
       if preload ~= "" then
         extra = " -x LD_PRELOAD=" .. preload .. " -x ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1"
       end
-      local cmd = "env -u LD_PRELOAD mpirun --oversubscribe --allow-run-as-root -np 2 -x LUA_PATH -x LUA_CPATH"
+      local cmd = "env -u LD_PRELOAD timeout 900 mpirun --oversubscribe --allow-run-as-root -np 2 -x LUA_PATH -x LUA_CPATH"
         .. extra .. " lua5.4 " .. script .. " 2>&1"
       local p = io.popen(cmd)
       local out = p:read("a")

@@ -238,7 +238,7 @@ struct kdx_dist_reducer {
     int64_t *offset;          /* parameter -> first element in its bucket */
     int *size_of;             /* bucket -> number of parameters */
     kdx_tensor **buf;         /* bucket -> flat contiguous buffer */
-    MPI_Request *req;         /* bucket -> request; [nb]: the statistics */
+    MPI_Request *req;         /* bucket -> request of a bucket sent during backward */
     int *ready;               /* bucket -> parameters packed this step */
     unsigned char *packed;    /* parameter -> packed this step */
     double *stats;            /* n flags, rows, extras (grown in finish) */
@@ -425,12 +425,14 @@ kdx_status kdx_dist_reducer_finish(kdx_dist_reducer *r, const double *extra, int
     }
     r->stats[r->n] = r->rows;
     for (int k = 0; k < nextra; k++) r->stats[r->n + 1 + k] = extra[k];
+    /* What backward did not send goes now, non-blocking too: MPI does not
+       match a blocking collective with another rank's non-blocking one, and
+       which buckets went early differs between ranks. */
     launch_ready(r);
-    s = mpi_check(MPI_Iallreduce(MPI_IN_PLACE, r->stats, ns, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &r->req[r->nb]), fn);
-    int nreq = s == KDX_OK ? r->nb + 1 : r->launched;
-    kdx_status w = mpi_check(MPI_Waitall(nreq, r->req, MPI_STATUSES_IGNORE), fn);
+    s = mpi_check(MPI_Waitall(r->launched, r->req, MPI_STATUSES_IGNORE), fn);
     r->launched = 0;
-    if (s == KDX_OK) s = w;
+    kdx_status e = mpi_check(MPI_Allreduce(MPI_IN_PLACE, r->stats, ns, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), fn);
+    if (s == KDX_OK) s = e;
     if (s == KDX_OK) s = r->err;
     if (s != KDX_OK) return s;
     double rows = r->stats[r->n];

@@ -40,7 +40,7 @@ kdx_status kdx_dist_allgather(const kdx_tensor *t, kdx_tensor **out);
    begin(rows) with this rank's row count; optionally backward(loss), which
    runs kdx_backward_hooked and, as each bucket's gradients become final,
    starts its allreduce while backward goes on (buckets start in bucket order
-   on every rank, as MPI requires); then finish(extra) starts what is left
+   on every rank, as MPI requires); then finish(extra) sends what is left
    (gradients computed some other way, missing ones as zeros) and the
    statistics -- per-parameter "has a gradient" flags, the row count and the
    caller's extra numbers, in float64 -- waits, and sets every gradient to
