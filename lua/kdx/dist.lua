@@ -148,6 +148,15 @@ end
 --- Copies rank 0's parameters and buffers of model into every rank's (call before training).
 function M.broadcast_parameters(model)
   for _, p in ipairs(model:parameters()) do M.broadcast(p, 0) end
+  M.broadcast_buffers(model)
+end
+
+--- Copies rank 0's buffers of model (batch-norm running statistics, ...)
+-- into every rank's, as PyTorch DDP's broadcast_buffers: the training loops
+-- call it before every step and at the end of every epoch, so all ranks
+-- evaluate and save the same model.
+function M.broadcast_buffers(model)
+  if M.size() == 1 then return end
   for _, b in ipairs(model:buffers()) do M.broadcast(b, 0) end
 end
 

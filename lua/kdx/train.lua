@@ -148,6 +148,7 @@ function M._train_distributed(args, lf, names)
     begin_epoch = function() model:train() end,
     step = function(x, y)
       opt:zero_grad()
+      dist.broadcast_buffers(model)
       local value, b, k = 0, x and x:size(1) or 0, nil
       reducer:begin(b)
       if x then
@@ -174,6 +175,7 @@ function M._train_distributed(args, lf, names)
       return value, rows, k
     end,
     end_epoch = function(_, stats)
+      dist.broadcast_buffers(model)
       if args.eval_data then
         local ev = M.evaluate(model, args.eval_data, {loss = args.loss, distributed = true})
         stats.eval_loss, stats.eval_accuracy = ev.loss, ev.accuracy

@@ -78,6 +78,21 @@ local losses = dist.allgather(kdx.tensor({{hist[1].loss, hist[2].loss}}, "float6
 check((losses:select(1, 1) - losses:select(1, 2)):abs():max():item() == 0, "the ranks' histories differ")
 check(hist[2].loss < hist[1].loss, "the distributed run trains")
 
+-- (d) batch norm: statistics per rank in training, rank 0's running
+-- statistics broadcast before every step and at every epoch's end, so both
+-- ranks end with the same buffers (and evaluate the same model)
+kdx.manual_seed(40 + rank)
+local bn = nn.Sequential{nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10)}
+local bh = kdx.train{model = bn, data = loader(), optimizer = kdx.optim.SGD(bn:parameters(), {lr = 0.1}), epochs = 2,
+  distributed = true, eval_data = test, progress = false, log = false}
+for i, b in ipairs(bn:buffers()) do
+  local f = b:to("float64"):reshape{1, b:numel()}
+  local both = dist.allgather(f)
+  check((both:select(1, 1) - both:select(1, 2)):abs():max():item() == 0, ("batch-norm buffer %d differs between ranks"):format(i))
+end
+check(bn:buffers()[1]:abs():max():item() > 0, "the running mean moved")
+check(bh[2].eval_accuracy > 0.5, "the batch-norm model learns: " .. tostring(bh[2].eval_accuracy))
+
 dist.barrier()
 if fails > 0 then os.exit(1) end
 print(("rank %d: distributed training ok (%d steps, max |distributed - single| = %.3g)"):format(rank, step,

@@ -476,7 +476,10 @@ local function make_step(fname, args, p, opt, conn, t_out, state)
   return function(x, y, key)
     opt:zero_grad()
     local value, rows, correct, values = 0, x and x:size(1) or 0, nil, {}
-    if state.reducer then state.reducer:begin(rows) end
+    if state.reducer then
+      for _, m in ipairs(state.modules) do kdx.dist.broadcast_buffers(m[2]) end
+      state.reducer:begin(rows)
+    end
     if x then
       local ctx = {x = x, y = y, pairs = {}, epoch = state.epoch, warmup = state.factor,
         index = kdx.is_tensor(key) and key or nil, student_model = student, teacher_model = teacher}
@@ -566,6 +569,7 @@ function M.run(args)
       for _, q in ipairs(g.params) do trained[#trained + 1] = q end
     end
     state.reducer = kdx.dist.reducer(trained, {bucket_bytes = args.bucket_bytes})
+    state.modules = modules
     for _, m in ipairs(modules) do kdx.dist.broadcast_parameters(m[2]) end
     if teacher then kdx.dist.broadcast_parameters(teacher) end
   end
@@ -586,6 +590,7 @@ function M.run(args)
       step = make_step(fname, args, p, opt, conn, t_out, state),
       end_epoch = function(_, stats)
         stats.warmup = state.factor
+        for _, m in ipairs(distributed and modules or {}) do kdx.dist.broadcast_buffers(m[2]) end
         if evaluate then
           local ev = evaluate()
           stats.eval_loss, stats.eval_accuracy, stats.eval_agreement = ev.loss, ev.accuracy, ev.agreement
