@@ -100,6 +100,27 @@ describe("kdx.optim", function()
       end)
     end
 
+    it("refuses bad arguments with an error naming the schedule", function()
+      local opt = kdx.optim.SGD({kdx.zeros({1}):requires_grad(true)}, {lr = 1})
+      local S = kdx.optim
+      local cases = {
+        {function() local s = S.StepLR(opt, {step_size = 1}) return s end, "kdx.optim.StepLR: step_size must be a positive integer"},
+        {function() local s = S.StepLR(opt, 2, -1) return s end, "kdx.optim.StepLR: gamma must be a positive number"},
+        {function() local s = S.StepLR({}, 2) return s end, "kdx.optim.StepLR: argument 1 must be an optimizer"},
+        {function() local s = S.MultiStepLR(opt, {3, 2}) return s end, "kdx.optim.MultiStepLR: milestones must be increasing"},
+        {function() local s = S.ExponentialLR(opt) return s end, "kdx.optim.ExponentialLR: gamma must be a positive number"},
+        {function() local s = S.CosineAnnealingLR(opt, 0) return s end, "kdx.optim.CosineAnnealingLR: T_max must be a positive number"},
+        {function() local s = S.LinearLR(opt, {total_iters = 0.5}) return s end, "kdx.optim.LinearLR: total_iters must be a positive integer"},
+        {function() local s = S.SequentialLR(opt, {S.StepLR(opt, 1)}, {1}) return s end, "kdx.optim.SequentialLR: give 0 milestones"},
+      }
+      for _, c in ipairs(cases) do
+        local ok, e = pcall(c[1])
+        assert.is_false(ok)
+        assert.matches(c[2], tostring(e), 1, true)
+        assert.matches("optim_spec.lua", tostring(e), 1, true) -- blamed on the caller's line
+      end
+    end)
+
     it("chains a warm-up and a cosine decay with SequentialLR", function()
       local opt = kdx.optim.SGD({kdx.zeros({1}):requires_grad(true)}, {lr = 1})
       local warm = kdx.optim.LinearLR(opt, {start_factor = 0.5, total_iters = 2})
