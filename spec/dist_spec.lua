@@ -382,6 +382,21 @@ else
       assert.matches("rank 1: distributed resume ok", out, 1, true)
     end)
 
+    it("runs examples/13_distributed.lua on 2 ranks with the 1-rank output", function()
+      local function normal(out) -- drop the rank column of the sweep table and the timing line
+        out = out:gsub("(| %d+ | %d+ | [%d.]+%% | )%d+( |)", "%1r%2"):gsub("%(%d+%.%d s on rank 0%)", "")
+          :gsub("%d+ rank%(s%)", "N rank(s)")
+        return out
+      end
+      local p = io.popen("lua5.4 examples/13_distributed.lua --small 2>&1")
+      local one = p:read("a")
+      assert(p:close(), one)
+      local ok, two = mpirun("examples/13_distributed.lua --small")
+      assert(ok, "the example failed on 2 ranks:\n" .. two)
+      assert.matches("on 2 rank%(s%)", two)
+      assert.are.equal(normal(one), normal(two))
+    end)
+
     it("splits a dataset-wide integrated gradients across ranks and equals the 1-rank one", function()
       local ok, out = mpirun("spec/dist/explain.lua")
       assert(ok, "2-rank IG failed:\n" .. out)
