@@ -145,8 +145,16 @@ end
 -- Used by kdx.train{..., distributed = true}; written with the functions above,
 -- so they run the same on one process.
 
+local function check_module(fname, model)
+  local kdx = require "kdx"
+  if not kdx.nn.Module.is_module(model) then
+    error(("kdx.dist.%s: argument 1 must be a kdx.nn module, got %s"):format(fname, type(model)), 3)
+  end
+end
+
 --- Copies rank 0's parameters and buffers of model into every rank's (call before training).
 function M.broadcast_parameters(model)
+  check_module("broadcast_parameters", model)
   for _, p in ipairs(model:parameters()) do M.broadcast(p, 0) end
   M.broadcast_buffers(model)
 end
@@ -156,6 +164,7 @@ end
 -- call it before every step and at the end of every epoch, so all ranks
 -- evaluate and save the same model.
 function M.broadcast_buffers(model)
+  check_module("broadcast_buffers", model)
   if M.size() == 1 then return end
   for _, b in ipairs(model:buffers()) do M.broadcast(b, 0) end
 end
@@ -171,6 +180,11 @@ end
 -- part in the step.
 function M.shard_batches(loader)
   local kdx = require "kdx"
+  local ds = type(loader) == "table" and loader.dataset
+  if not (type(ds) == "table" and kdx.is_tensor(ds.x) and math.type(loader.batch_size) == "integer"
+      and math.type(loader.epoch) == "integer") then
+    error("kdx.dist.shard_batches: argument 1 must be a kdx.data.DataLoader over a dataset", 2)
+  end
   loader.epoch = loader.epoch + 1
   local ds, bs, n = loader.dataset, loader.batch_size, loader.dataset:size()
   local order = loader.shuffle and kdx.data.permutation(n, loader.seed + loader.epoch):totable() or nil
@@ -216,7 +230,7 @@ function M.reducer(params, opts)
   local fname = "kdx.dist.reducer"
   if type(params) ~= "table" then error(fname .. ": params must be a list of tensors", 2) end
   local cap = opts and opts.bucket_bytes or M.bucket_bytes
-  if math.type(cap) ~= "integer" and not (type(cap) == "number" and cap == math.floor(cap)) or cap < 1 then
+  if type(cap) ~= "number" or cap ~= math.floor(cap) or cap < 1 or cap == math.huge then
     error(fname .. ": bucket_bytes must be a positive integer", 2)
   end
   local dtype

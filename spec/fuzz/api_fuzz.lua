@@ -164,6 +164,7 @@ add("kdx.distill.metrics", kdx.distill.metrics)
 add("kdx.viz", kdx.viz)
 add("kdx.data", kdx.data)
 add("kdx.autograd", kdx.autograd)
+add("kdx.dist", kdx.dist) -- the single-process fallback: the same argument checks as over MPI
 
 -- ---------------------------------------------------------- the value pool --
 
