@@ -14,8 +14,11 @@
 /* ---- grad mode (per thread, as PyTorch's) ---- */
 
 static _Thread_local bool grad_off;
-/* The hooked backward running on this thread (0: none), and a counter of them. */
-static _Thread_local uint32_t hook_pass, hook_passes;
+/* The hooked backward running on this thread (0: none); pass ids come from
+   one counter for all threads, so a leaf's count is never taken for another
+   thread's pass. */
+static _Thread_local uint32_t hook_pass;
+static atomic_uint hook_passes;
 
 int kdx_grad_enabled(void) { return !grad_off; }
 
@@ -497,7 +500,7 @@ static kdx_status run_backward(const kdx_tensor *const *outputs, int nout, const
        when the last of them has been processed. */
     uint32_t outer_pass = hook_pass;
     if (ready && s == KDX_OK) {
-        hook_pass = ++hook_passes;
+        do hook_pass = atomic_fetch_add(&hook_passes, 1) + 1; while (hook_pass == 0); /* 0 means none */
         for (int i = 0; i < G.n; i++)
             for (int e = 0; e < G.slots[i].node->nin; e++) {
                 kdx_tensor *leaf = G.slots[i].node->next[e].leaf;
