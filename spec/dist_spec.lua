@@ -156,6 +156,24 @@ describe("kdx.dist without mpirun", function()
     assert.matches("kdx.distill.run: loss term 'crd' is not supported with distributed = true", tostring(e), 1, true)
   end)
 
+  it("refuses distributed = true in the schemes with loops of their own", function()
+    local nn = kdx.nn
+    local loader = kdx.data.DataLoader(kdx.data.digits(), {batch_size = 32})
+    local function m() return nn.Sequential{nn.Flatten(), nn.Linear(64, 10)} end
+    local sgd = function(p) return kdx.optim.SGD(p, {lr = 0.1}) end
+    local calls = {
+      {"kdx.distill.mutual", kdx.distill.mutual, {students = {m(), m()}, data = loader, optimizer = sgd}},
+      {"kdx.distill.online_pseudo", kdx.distill.online_pseudo, {teacher = m(), student = m(), data = loader,
+        optimizer = sgd}},
+    }
+    for _, c in ipairs(calls) do
+      c[3].distributed = true
+      local ok, e = pcall(c[2], c[3])
+      assert.is_false(ok)
+      assert.matches(c[1] .. ": distributed = true is not supported here", tostring(e), 1, true)
+    end
+  end)
+
   it("averages gradients in buckets: one rank's gradients unchanged, statistics summed alongside", function()
     local a = kdx.randn({3, 4}):requires_grad_()
     local b = kdx.randn({5}):requires_grad_()

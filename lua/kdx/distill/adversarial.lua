@@ -199,6 +199,7 @@ end
 function M.adversarial(args)
   local fname = "kdx.distill.adversarial"
   local terms, T, d_steps = check(fname, args)
+  R.single_process(fname, args)
   local teacher, student = args.teacher, args.student
   local data = R.as_source(args.data, args)
   local st = {teacher = teacher, student = student, terms = terms, T = T, d_steps = d_steps,

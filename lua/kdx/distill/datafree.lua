@@ -298,6 +298,7 @@ end
 function M.data_impressions(args)
   local fname = "kdx.distill.data_impressions"
   check_common(fname, args)
+  R.single_process(fname, args)
   local betas = args.beta or {1, 0.1}
   if type(betas) == "number" then betas = {betas} end
   if type(betas) ~= "table" or #betas == 0 then fail(fname, "beta must be a positive number or a list of them") end
@@ -391,6 +392,7 @@ end
 function M.deep_inversion(args)
   local fname = "kdx.distill.deep_inversion"
   check_common(fname, args)
+  R.single_process(fname, args)
   for _, k in ipairs{"ce", "r_feature", "first_bn", "tv", "l2"} do
     local v = args[k]
     if v ~= nil and (type(v) ~= "number" or v < 0) then fail(fname, "%s must be a non-negative number", k) end

@@ -608,6 +608,15 @@ function M.run(args)
   return history, final
 end
 
+--- Refuses distributed = true in a scheme with its own training loop, which
+-- would otherwise train the whole data on every rank without a word.
+function M.single_process(fname, args)
+  if type(args) == "table" and args.distributed then
+    fail(fname, "distributed = true is not supported here (only kdx.train, kdx.distill.run and the schemes built "
+      .. "on it: multi_teacher, born_again, teacher_assistant)")
+  end
+end
+
 --- Evaluation data: a dataset goes through an unshuffled loader.
 function M.as_eval(data)
   if loop.is_dataset(data) then return kdx.data.DataLoader(data, {batch_size = 256}) end

@@ -142,6 +142,7 @@ end
 function M.mutual(args)
   local fname = "kdx.distill.mutual"
   if type(args) ~= "table" then fail(fname, "expects a table of options") end
+  R.single_process(fname, args)
   local students = args.students
   if type(students) ~= "table" or #students < 2 then fail(fname, "students must list at least two modules") end
   for i, s in ipairs(students) do if not is_module(s) then fail(fname, "students[%d] is not a module", i) end end
@@ -365,6 +366,7 @@ end
 function M.online_pseudo(args)
   local fname = "kdx.distill.online_pseudo"
   if type(args) ~= "table" then fail(fname, "expects a table of options") end
+  R.single_process(fname, args)
   local teacher, student = args.teacher, args.student
   if not is_module(teacher) or not is_module(student) then fail(fname, "teacher and student must be modules") end
   if args.unlabeled == nil then fail(fname, "unlabeled data is required") end
