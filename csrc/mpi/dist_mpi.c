@@ -244,6 +244,7 @@ struct kdx_dist_reducer {
     double *stats;            /* n flags, rows, extras (grown in finish) */
     int stats_cap;
     int launched, early;      /* buckets started (in order); started during backward */
+    int cursor;               /* the parameter the hook found last */
     double rows;
     kdx_status err;           /* the first failure while packing */
 };
@@ -321,7 +322,7 @@ kdx_status kdx_dist_reducer_begin(kdx_dist_reducer *r, double rows)
 {
     if (!(rows >= 0)) return kdx_fail(KDX_EINVAL, "dist_reducer: rows must be >= 0, got %g", rows);
     reducer_wait(r); /* a step abandoned before finish */
-    r->rows = rows, r->err = KDX_OK, r->early = 0;
+    r->rows = rows, r->err = KDX_OK, r->early = 0, r->cursor = r->n;
     memset(r->packed, 0, (size_t)r->n + 1);
     memset(r->ready, 0, ((size_t)r->n + 1) * sizeof *r->ready);
     return KDX_OK;
@@ -383,11 +384,17 @@ static void on_ready(void *ud, kdx_tensor *leaf)
         for (int i = 0; i < r->n; i++)
             if (!r->packed[i] && !kdx_backward_reaches(r->params[i])) pack(r, i);
     }
-    for (int i = 0; leaf && i < r->n; i++)
+    /* backward reaches the parameters roughly last to first: search from
+       just below the last one found, wrapping round, so a step costs about
+       one comparison per parameter rather than n */
+    for (int k = 0; leaf && k < r->n; k++) {
+        int i = ((r->cursor - 1 - k) % r->n + r->n) % r->n;
         if (r->params[i] == leaf) {
             if (!r->packed[i]) pack(r, i);
+            r->cursor = i;
             break;
         }
+    }
     launch_ready(r);
     r->early = r->launched;
     /* MPI moves non-blocking collectives on inside MPI calls: give it one */
