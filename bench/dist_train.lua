@@ -6,11 +6,13 @@
 -- BLAS/engine thread per rank, so 2 ranks on 2 cores do not oversubscribe),
 -- --bucket BYTES (the gradient buckets, default kdx.dist.bucket_bytes),
 -- --distill 1 (distil the CNN from a wider, cached teacher with
--- kdx.distill.run{distributed = true}, KD + labels, instead of kdx.train).
+-- kdx.distill.run{distributed = true}, KD + labels, instead of kdx.train),
+-- --emit 1 (print the machine line "dist kdx RANKS samples_per_s VALUE" of
+-- make bench's table 6 instead; bench/dist_train_torch.py is PyTorch's side).
 local kdx = require "kdx"
 local nn, dist = kdx.nn, kdx.dist
 
-local opts = {epochs = 3, batch = 128, threads = 1, bucket = kdx.dist.bucket_bytes, distill = 0}
+local opts = {epochs = 3, batch = 128, threads = 1, bucket = kdx.dist.bucket_bytes, distill = 0, emit = 0}
 for i = 1, #arg, 2 do opts[arg[i]:gsub("^%-%-", "")] = tonumber(arg[i + 1]) end
 if kdx.set_num_threads then kdx.set_num_threads(opts.threads) end
 
@@ -39,7 +41,9 @@ else
 end
 dist.barrier()
 local dt = kdx.clock() - t0
-if dist.rank() == 0 then
+if dist.rank() == 0 and opts.emit == 1 then
+  print(("dist kdx %d samples_per_s %.1f"):format(dist.size(), opts.epochs * train:size() / dt))
+elseif dist.rank() == 0 then
   print(("%s  ranks %d  global batch %d  bucket %d B  epochs %d  %.1f s  %.0f samples/s  final loss %.4f"):format(
     teacher and "distill" or "train", dist.size(), opts.batch, opts.bucket, opts.epochs, dt,
     opts.epochs * train:size() / dt, hist[#hist].loss))

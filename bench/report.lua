@@ -16,7 +16,7 @@ if not path then
   os.exit(2)
 end
 
-local HIGHER_IS_BETTER = {matmul = true, conv = false, add = false, explain = false}
+local HIGHER_IS_BETTER = {matmul = true, conv = false, add = false, explain = false, dist = true}
 
 local cells, info, threads_seen, keys_seen = {}, {}, {}, {matmul = {}, conv = {}, explain = {}}
 local series, train_threads_seen = {}, {} -- "train kdx 2 mlp:epoch" -> {values...}
@@ -38,7 +38,7 @@ for line in io.lines(path) do
       if not old or (HIGHER_IS_BETTER[kind] and v > old) or (not HIGHER_IS_BETTER[kind] and v < old) then
         cells[id] = v
       end
-      threads_seen[tonumber(thr)] = true
+      if kind ~= "dist" then threads_seen[tonumber(thr)] = true end -- dist: thr is the process count
       if keys_seen[kind] and not keys_seen[kind][k] then
         keys_seen[kind][k] = true
         table.insert(keys_seen[kind], k)
@@ -254,5 +254,32 @@ for _, t in ipairs(threads) do
   end
 end
 if #keys_seen.explain == 0 then print("   (not run: KDX_BENCH_EXPLAIN=0)") end
+print()
+
+-- 6. data-parallel training
+local w6 = {5, 13, 17, 14, 5, 13, 15}
+print("6. data-parallel training: digits CNN (conv 1->32, conv 32->32, linear 2048->64->10; 141k parameters),")
+print("   global batch 128 split across the processes, SGD lr 0.05 momentum 0.9, " .. (info["run.dist_epochs"] or "?")
+  .. " epochs, one thread per process;")
+print("   samples/s (higher is better); kdx = kdx.train{distributed = true} over Open MPI (mpirun),")
+print("   PyTorch = DistributedDataParallel over gloo (torch.multiprocessing)")
+print("   goal: kdx at least as fast as PyTorch (torch/kdx samples/s <= 1.00)")
+row(w6, {"procs", "kdx", "PyTorch", "kdx/torch time", "goal", "kdx speed-up", "torch speed-up"})
+rule(w6)
+local dist_rows = 0
+for _, np in ipairs{1, 2} do
+  local k, p = get("dist", "kdx", np, "samples_per_s"), get("dist", "torch", np, "samples_per_s")
+  if k or p then
+    dist_rows = dist_rows + 1
+    local r = ratio(p, k) -- time ratio: kdx time / torch time = torch rate / kdx rate
+    local goal = r and (r <= 1.0 and "ok" or "MISS") or "n/a"
+    if goal == "MISS" then misses = misses + 1 end
+    local k1, p1 = get("dist", "kdx", 1, "samples_per_s"), get("dist", "torch", 1, "samples_per_s")
+    row(w6, {np, fmt(k, "%.0f"), fmt(p, "%.0f"), fmt(r, "%.2f"), goal, fmt(ratio(k, k1), "%.2f"), fmt(ratio(p, p1), "%.2f")})
+  end
+end
+if dist_rows == 0 then
+  print("   (not run: " .. (info["run.dist_unavailable"] or "KDX_BENCH_DIST_EPOCHS=0") .. ")")
+end
 print()
 print(misses == 0 and "all goals met" or string.format("%d cell(s) miss their goal", misses))

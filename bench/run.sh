@@ -17,7 +17,8 @@
 # KDX_BENCH_THREADS ("1 2"), KDX_BENCH_SIZES (64,128,256,512,1024),
 # KDX_BENCH_EPOCHS (5; 0 skips training), KDX_BENCH_MODELS ("mlp cnn"),
 # KDX_BENCH_SEED (1; read by train.lua and train_torch.py), KDX_BENCH_EXPLAIN (1;
-# 0 skips the attribution table).
+# 0 skips the attribution table), KDX_BENCH_DIST_EPOCHS (20; 0 skips the
+# data-parallel table, which also needs mpirun and build/kdx/dist_mpi.so).
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are left exactly as found.
 set -eu
 
@@ -153,6 +154,34 @@ if [ "$EPOCHS" -gt 0 ] && [ -n "$MODELS" ]; then
                 fi
             done
         done
+    fi
+fi
+# 6. Data-parallel training on 1 and 2 processes: kdx over Open MPI
+# (bench/dist_train.lua under mpirun) and PyTorch's DistributedDataParallel
+# over gloo (bench/dist_train_torch.py), one thread per process, back to back.
+DIST_EPOCHS=${KDX_BENCH_DIST_EPOCHS:-20}
+if [ "$DIST_EPOCHS" -gt 0 ]; then
+    if ! command -v mpirun >/dev/null 2>&1 || [ ! -f "$BUILD/kdx/dist_mpi.so" ]; then
+        echo "bench: no mpirun or no $BUILD/kdx/dist_mpi.so (scripts/deps.sh --mpi); no distributed table" >&2
+        info dist_unavailable "no-mpi"
+    else
+        ROOTFLAG=
+        [ "$(id -u)" = 0 ] && ROOTFLAG=--allow-run-as-root
+        round=1
+        while [ "$round" -le "$ROUNDS" ]; do
+            echo "bench: data-parallel training, round $round/$ROUNDS" >&2
+            run kdx-dist "$LUA" bench/dist_train.lua --epochs "$DIST_EPOCHS" --emit 1
+            run kdx-dist mpirun --oversubscribe $ROOTFLAG -np 2 -x LUA_PATH -x LUA_CPATH \
+                "$LUA" bench/dist_train.lua --epochs "$DIST_EPOCHS" --emit 1
+            if [ -x "$PY" ]; then
+                for np in 1 2; do
+                    run PyTorch-dist env OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=passive \
+                        "$PY" bench/dist_train_torch.py "$np" "$DIST_EPOCHS"
+                done
+            fi
+            round=$((round + 1))
+        done
+        info dist_epochs "$DIST_EPOCHS"
     fi
 fi
 mark end
