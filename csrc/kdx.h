@@ -430,6 +430,22 @@ kdx_status kdx_dropout(const kdx_tensor *x, double p, kdx_generator *g, kdx_tens
 kdx_status kdx_batch_norm(const kdx_tensor *x, kdx_tensor *running_mean, kdx_tensor *running_var,
                           const kdx_tensor *weight, const kdx_tensor *bias, int training, double momentum,
                           double eps, kdx_tensor **out, kdx_tensor **save_mean, kdx_tensor **save_invstd);
+/* How kdx_batch_norm_sync sums numbers over the processes of a distributed
+   run: fn(ud, v, n) replaces v[0..n-1] by their sums over all processes. */
+typedef struct kdx_sum {
+    kdx_status (*fn)(void *ud, double *v, int64_t n);
+    void *ud;
+} kdx_sum;
+/* Batch norm in training mode with the statistics of the global batch
+   (SyncBatchNorm): per-channel sums of all processes combined through sum
+   (NULL: this process alone, = kdx_batch_norm training) in the forward pass
+   and in its gradient, which is exact for a loss that is each process's mean
+   over its rows, averaged by rows (kdx.dist's reducer). Every process must
+   call it together; sum must outlive the graph. Second derivatives are not
+   supported. */
+kdx_status kdx_batch_norm_sync(const kdx_tensor *x, kdx_tensor *running_mean, kdx_tensor *running_var,
+                               const kdx_tensor *weight, const kdx_tensor *bias, double momentum, double eps,
+                               const kdx_sum *sum, kdx_tensor **out);
 /* Layer norm over the last nnorm dims; weight/bias (may be NULL) have those dims' shape. */
 kdx_status kdx_layer_norm(const kdx_tensor *x, int nnorm, const kdx_tensor *weight, const kdx_tensor *bias,
                           double eps, kdx_tensor **out);

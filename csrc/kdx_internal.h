@@ -68,6 +68,7 @@ struct kdx_node {
     bool released;                     /* saved tensors freed by a backward without retain_graph */
     double p[KDX_NODE_PARAMS];         /* scalar parameters of the op */
     int64_t ip[KDX_NODE_PARAMS];       /* integer parameters (dims, sizes) */
+    const void *ctx;                   /* what the backward needs beyond tensors and numbers (may be NULL) */
     kdx_node *next_free;               /* link in the list of nodes being freed */
     int nin;
     kdx_edge next[];                   /* one per input */
@@ -257,6 +258,12 @@ void kdx__im2col(const char *x, const kdx_conv_geom *g, kdx_dtype dt, char *xp, 
 /* Its adjoint: adds col [C*kh*kw, OH*OW] back into one sample x [C,H,W]
    (which the caller has initialised, usually to zeros). */
 void kdx__col2im(const char *col, const kdx_conv_geom *g, kdx_dtype dt, char *x);
+
+/* batch_norm's argument checks, shared with kdx_batch_norm_sync (op_nn.c).
+   training: 0 eval, 1 training, 2 training over several processes (more
+   than one value per channel is then checked globally, by the caller). */
+kdx_status kdx__bn_check(const kdx_tensor *x, const kdx_tensor *rm, const kdx_tensor *rv, const kdx_tensor *w,
+                         const kdx_tensor *b, int training, double momentum, double eps);
 
 /* ---- memory (alloc.c) ---- */
 void *kdx__malloc(size_t n);           /* zero-filled; NULL on failure */

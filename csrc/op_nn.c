@@ -327,8 +327,8 @@ static void bn_batch_stats(bn_job *j, int64_t N, double *mean, double *var)
     }
 }
 
-static kdx_status bn_check(const kdx_tensor *x, const kdx_tensor *rm, const kdx_tensor *rv, const kdx_tensor *w,
-                           const kdx_tensor *b, int training, double momentum, double eps)
+kdx_status kdx__bn_check(const kdx_tensor *x, const kdx_tensor *rm, const kdx_tensor *rv, const kdx_tensor *w,
+                         const kdx_tensor *b, int training, double momentum, double eps)
 {
     const char *const fname = "batch_norm";
     KDX_TRY(kdx__check_float(fname, "x", x));
@@ -345,7 +345,7 @@ static kdx_status bn_check(const kdx_tensor *x, const kdx_tensor *rm, const kdx_
     if (!(eps >= 0) || !isfinite(eps)) return kdx_fail(KDX_EINVAL, "batch_norm: eps must be >= 0, got %g", eps);
     if (training && !(momentum >= 0 && momentum <= 1))
         return kdx_fail(KDX_EINVAL, "batch_norm: momentum must be in [0, 1], got %g", momentum);
-    if (training && kdx__numel(x->ndim, x->shape) / (C > 0 ? C : 1) <= 1)
+    if (training == 1 && kdx__numel(x->ndim, x->shape) / (C > 0 ? C : 1) <= 1)
         return kdx_fail(KDX_ESHAPE, "batch_norm: expected more than 1 value per channel when training, got x of shape %s",
                         kdx__shp(x));
     return KDX_OK;
@@ -356,7 +356,7 @@ static kdx_status batch_norm_fwd(const kdx_tensor *x, kdx_tensor *running_mean, 
                                  double eps, kdx_tensor **out, kdx_tensor **save_mean, kdx_tensor **save_invstd)
 {
     const char *const fname = "batch_norm";
-    KDX_TRY(bn_check(x, running_mean, running_var, weight, bias, training, momentum, eps));
+    KDX_TRY(kdx__bn_check(x, running_mean, running_var, weight, bias, training, momentum, eps));
     if (!out) return kdx_fail(KDX_EINVAL, "batch_norm: out is NULL");
     int64_t N = x->shape[0], C = x->shape[1], S = 1;
     for (int i = 2; i < x->ndim; i++) S *= x->shape[i];

@@ -387,6 +387,13 @@ else
       assert.matches("rank 1: reducer ok", out, 1, true)
     end)
 
+    it("normalises with the global batch in SyncBatchNorm: 2 ranks equal one process's BatchNorm", function()
+      local ok, out = mpirun("spec/dist/syncbn.lua")
+      assert(ok, "2-rank SyncBatchNorm failed:\n" .. out)
+      assert.matches("rank 0: SyncBatchNorm ok", out, 1, true)
+      assert.matches("rank 1: SyncBatchNorm ok", out, 1, true)
+    end)
+
     it("distils with distributed = true: identical ranks, equal to one process", function()
       local dir = os.tmpname()
       os.remove(dir)

@@ -229,6 +229,24 @@ static int l_batch_norm(lua_State *L)
     return 1;
 }
 
+/* _batch_norm_sync(x, running_mean, running_var, weight, bias, momentum, eps, sum): sum is the
+   light userdata kdx.dist's MPI module hands out (a const kdx_sum *), or nil for one process. */
+static int l_batch_norm_sync(lua_State *L)
+{
+    lua_settop(L, 8);
+    kdx_tensor *x = kdxL_checktensor(L, 1, "batch_norm_sync");
+    kdx_tensor *rm = opt_tensor(L, 2, "batch_norm_sync"), *rv = opt_tensor(L, 3, "batch_norm_sync");
+    kdx_tensor *w = opt_tensor(L, 4, "batch_norm_sync"), *b = opt_tensor(L, 5, "batch_norm_sync");
+    double momentum = kdxL_optnum(L, 6, 0.1, "batch_norm_sync", "momentum");
+    double eps = kdxL_optnum(L, 7, 1e-5, "batch_norm_sync", "eps");
+    if (!lua_isnil(L, 8) && !lua_islightuserdata(L, 8))
+        return luaL_error(L, "kdx.batch_norm_sync: argument 8 must be kdx.dist's sum context or nil");
+    const kdx_sum *sum = lua_touserdata(L, 8);
+    kdx_tensor **box = kdxL_newbox(L);
+    kdxL_check(L, kdx_batch_norm_sync(x, rm, rv, w, b, momentum, eps, sum, box));
+    return 1;
+}
+
 /* layer_norm(x, normalized_shape, weight, bias, eps = 1e-5) */
 static int l_layer_norm(lua_State *L)
 {
@@ -274,7 +292,7 @@ void kdxL_open_nn(lua_State *L, int methods)
     static const luaL_Reg mod_only[] = {
         {"conv2d", l_conv2d}, {"max_pool2d", l_max_pool2d}, {"avg_pool2d", l_avg_pool2d},
         {"adaptive_avg_pool2d", l_adaptive_avg_pool2d}, {"interpolate", l_interpolate}, {"pad", l_pad},
-        {"dropout", l_dropout}, {"batch_norm", l_batch_norm}, {"layer_norm", l_layer_norm},
+        {"dropout", l_dropout}, {"batch_norm", l_batch_norm}, {"_batch_norm_sync", l_batch_norm_sync}, {"layer_norm", l_layer_norm},
         {"embedding", l_embedding}, {NULL, NULL}};
     kdxL_register(L, mod, methods, fns, 1);
     kdxL_register(L, mod, methods, mod_only, 0);

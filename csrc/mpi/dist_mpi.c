@@ -482,3 +482,21 @@ void kdx_dist_reducer_counts(const kdx_dist_reducer *r, int *buckets, int *early
 {
     *buckets = r->nb, *early = r->early;
 }
+
+/* ---- sums for SyncBatchNorm ---- */
+
+static kdx_status sum_doubles(void *ud, double *v, int64_t n)
+{
+    (void)ud;
+    const char *fn = "dist_sum";
+    kdx_status s = need_ready(fn);
+    if (s != KDX_OK) return s;
+    if (n < 0 || n > INT_MAX) return kdx_fail(KDX_ESHAPE, "%s: %lld numbers is more than one MPI message holds", fn, (long long)n);
+    return mpi_check(MPI_Allreduce(MPI_IN_PLACE, v, (int)n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), fn);
+}
+
+const kdx_sum *kdx_dist_sum(void)
+{
+    static const kdx_sum sum = {sum_doubles, NULL};
+    return &sum;
+}

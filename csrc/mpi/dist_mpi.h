@@ -34,6 +34,9 @@ kdx_status kdx_dist_broadcast(kdx_tensor *t, int root);
    [out] *out: a new tensor. */
 kdx_status kdx_dist_allgather(const kdx_tensor *t, kdx_tensor **out);
 
+/* The sum over all processes kdx_batch_norm_sync needs (static: it outlives every graph). */
+const kdx_sum *kdx_dist_sum(void);
+
 /* ---- data-parallel gradient averaging ----
    A reducer holds a fixed list of parameters (one float dtype) in flat
    buckets of at most bucket_bytes, last parameters first. Per step:

@@ -141,6 +141,12 @@ else
   end
 end
 
+-- The context kdx.nn.SyncBatchNorm hands to the engine to sum over the
+-- ranks (nil on one process: the layer is then plain batch norm).
+function M._sum_context()
+  return mpi and mpi.sum_context() or nil
+end
+
 -- ---------------------------------------------------- data-parallel training --
 -- Used by kdx.train{..., distributed = true}; written with the functions above,
 -- so they run the same on one process.

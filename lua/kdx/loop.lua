@@ -300,6 +300,25 @@ function M.shard_eval(data)
   return data, false
 end
 
+--- Refuses a distributed run whose models hold a kdx.nn.SyncBatchNorm when
+-- some step would leave a rank without rows (a last batch smaller than the
+-- number of ranks): that rank would not run the layer's collectives and the
+-- others would wait for it forever.
+function M.check_sync_batchnorm(fname, models, loader)
+  local size = kdx.dist.size()
+  if size == 1 then return end
+  local Sync = kdx.nn.SyncBatchNorm
+  local any = false
+  for _, m in ipairs(models) do any = any or Sync.within(m) end
+  if not any then return end
+  local n, bs = loader.dataset:size(), loader.batch_size
+  local last = n % bs
+  if not loader.drop_last and last > 0 and last < size then
+    fail(fname, "SyncBatchNorm needs rows on every rank in every step, but the last batch has %d row(s) for %d "
+      .. "ranks: give the DataLoader drop_last = true or another batch_size", last, size)
+  end
+end
+
 -- Each rank's generator state, gathered (a list of 6-integer tables, rank
 -- order), so that a checkpoint of a distributed run restores every rank's.
 local function gather_rng()

@@ -136,6 +136,7 @@ function M._train_distributed(args, lf, names)
   for _, g in ipairs(opt.param_groups) do
     for _, p in ipairs(g.params) do params[#params + 1] = p end
   end
+  loop.check_sync_batchnorm(fname, {model}, data)
   dist.broadcast_parameters(model)
   local reducer = dist.reducer(params, {bucket_bytes = args.bucket_bytes})
   return loop.run_epochs{

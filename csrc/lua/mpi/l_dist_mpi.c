@@ -68,6 +68,13 @@ static int l_allgather(lua_State *L)
     return 1;
 }
 
+/* sum_context() -> the light userdata kdx.batch_norm_sync takes to sum over the processes */
+static int l_sum_context(lua_State *L)
+{
+    lua_pushlightuserdata(L, (void *)kdx_dist_sum());
+    return 1;
+}
+
 /* ---- kdx.dist reducer: userdata holding a kdx_dist_reducer ---- */
 
 #define REDUCER "kdx.dist.Reducer"
@@ -176,7 +183,7 @@ int luaopen_kdx_dist_mpi(lua_State *L)
     static const luaL_Reg fns[] = {
         {"init", l_init}, {"finalize", l_finalize}, {"rank", l_rank}, {"size", l_size},
         {"barrier", l_barrier}, {"allreduce", l_allreduce}, {"broadcast", l_broadcast},
-        {"allgather", l_allgather}, {"allreduce_many", l_allreduce_many}, {"reducer", l_reducer}, {NULL, NULL}};
+        {"allgather", l_allgather}, {"allreduce_many", l_allreduce_many}, {"reducer", l_reducer}, {"sum_context", l_sum_context}, {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;
 }

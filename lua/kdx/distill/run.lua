@@ -568,6 +568,9 @@ function M.run(args)
     for _, g in ipairs(opt.param_groups) do
       for _, q in ipairs(g.params) do trained[#trained + 1] = q end
     end
+    local models = {}
+    for i, m in ipairs(modules) do models[i] = m[2] end
+    loop.check_sync_batchnorm(fname, models, data)
     state.reducer = kdx.dist.reducer(trained, {bucket_bytes = args.bucket_bytes})
     state.modules = modules
     for _, m in ipairs(modules) do kdx.dist.broadcast_parameters(m[2]) end

@@ -48,4 +48,60 @@ end
 make("BatchNorm1d", {2, 3})
 make("BatchNorm2d", {4})
 
+--- SyncBatchNorm(num_features, opts): batch norm over [N, C, ...] whose
+-- training statistics are those of the global batch of a kdx.dist run (the
+-- per-channel sums of every rank added up in the forward pass and in the
+-- gradient), as torch.nn.SyncBatchNorm; on one process it is batch norm.
+-- Options as BatchNorm2d. In training every rank must run it together, with
+-- rows in every step (kdx.train / kdx.distill.run check the last batch).
+-- Second derivatives through it are not supported.
+make("SyncBatchNorm", {2, 3, 4, 5})
+local Sync = M.SyncBatchNorm
+function Sync:forward(x)
+  if x:dim() < 2 then error(("kdx.nn.SyncBatchNorm: expected an input [N, C, ...], got %d dims"):format(x:dim()), 2) end
+  if not self.training then
+    if not self.running_mean then
+      error("kdx.nn.SyncBatchNorm: in eval mode it needs running statistics (track_running_stats)", 2)
+    end
+    return kdx.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, false, self.momentum, self.eps)
+  end
+  if self.num_batches_tracked then kdx.no_grad(function() self.num_batches_tracked:add_(1) end) end
+  return require("kdx.core")._batch_norm_sync(x, self.running_mean, self.running_var, self.weight, self.bias,
+    self.momentum, self.eps, kdx.dist._sum_context())
+end
+
+--- Replaces every BatchNorm1d/2d in module (or module itself) by a
+-- SyncBatchNorm with the same parameters and buffers (the same tensors), as
+-- torch.nn.SyncBatchNorm.convert_sync_batchnorm; returns the module.
+function Sync.convert(module)
+  local function swap(bn)
+    local c = getmetatable(bn)
+    if c ~= M.BatchNorm1d and c ~= M.BatchNorm2d then return nil end
+    local s = Sync(bn.num_features, {eps = bn.eps, momentum = bn.momentum, affine = bn.weight ~= nil,
+      track_running_stats = bn.running_mean ~= nil, dtype = (bn.weight or bn.running_mean or kdx.zeros{1}):dtype()})
+    for _, k in ipairs{"weight", "bias"} do if bn[k] then rawset(s, k, bn[k]) end end
+    for _, k in ipairs{"running_mean", "running_var", "num_batches_tracked"} do if bn[k] then rawset(s, k, bn[k]) end end
+    s:train(bn.training)
+    return s
+  end
+  if not kdx.nn.Module.is_module(module) then
+    error("kdx.nn.SyncBatchNorm.convert: argument 1 must be a kdx.nn module", 2)
+  end
+  local whole = swap(module)
+  if whole then return whole end
+  for _, m in module:named_modules() do
+    for name, child in m:named_children() do
+      local s = swap(child)
+      if s then m:add_module(name, s) end
+    end
+  end
+  return module
+end
+
+--- True when module is or contains a SyncBatchNorm.
+function Sync.within(module)
+  for _, m in module:named_modules() do if getmetatable(m) == Sync then return true end end
+  return false
+end
+
 return M

@@ -13,6 +13,7 @@ local where = {
   Embedding = {"kdx.nn.embedding"},
   BatchNorm1d = {"kdx.nn.batchnorm", "BatchNorm1d"},
   BatchNorm2d = {"kdx.nn.batchnorm", "BatchNorm2d"},
+  SyncBatchNorm = {"kdx.nn.batchnorm", "SyncBatchNorm"},
   MaxPool2d = {"kdx.nn.pooling", "MaxPool2d"},
   AvgPool2d = {"kdx.nn.pooling", "AvgPool2d"},
   AdaptiveAvgPool2d = {"kdx.nn.pooling", "AdaptiveAvgPool2d"},

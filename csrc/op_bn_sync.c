@@ -1,0 +1,220 @@
+/* op_bn_sync.c — batch norm over the global batch of a distributed run
+   (SyncBatchNorm). The engine knows nothing of MPI: the caller hands in a
+   kdx_sum that adds numbers up over the processes (kdx.dist's MPI module
+   does), and every per-channel sum goes through it.
+
+   Gradient. Each process p holds n_p of the N rows and its loss is the mean
+   over them; the reducer averages parameter gradients weighted by rows,
+   which is the gradient of (1/N) sum of all rows' losses. So process p's
+   upstream gradient g_p is N/n_p times that of the global objective, and
+   with gh = g * weight, xhat = (x - mean) * invstd, M the global count per
+   channel and s = N/n_p,
+       dx = invstd * (gh - s/M * S1 - xhat * s/M * S2),
+       S1 = sum_p (n_p/N) sum gh,  S2 = sum_p (n_p/N) sum gh * xhat,
+   which is s times the global objective's gradient, as the reducer expects
+   of every gradient a process computes. With one process s = 1 and this is
+   kdx_batch_norm's gradient. d weight and d bias are local sums, averaged by
+   the reducer like any parameter's. */
+#include "kdx_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+static kdx_status sum_all(const kdx_sum *sum, double *v, int64_t n)
+{
+    if (!sum) return KDX_OK;
+    kdx_status s = sum->fn(sum->ud, v, n);
+    if (s != KDX_OK) return kdx_fail(s, "batch_norm_sync: summing over the processes failed: %s", kdx_last_error());
+    return KDX_OK;
+}
+
+/* Element i of a contiguous float tensor as a double, and its setter. */
+static double get(const char *p, kdx_dtype dt, int64_t i)
+{
+    return dt == KDX_DTYPE_F32 ? ((const float *)p)[i] : ((const double *)p)[i];
+}
+
+static void set(char *p, kdx_dtype dt, int64_t i, double v)
+{
+    if (dt == KDX_DTYPE_F32) ((float *)p)[i] = (float)v;
+    else ((double *)p)[i] = v;
+}
+
+/* A 1-D [C] parameter as C doubles (1 for a missing weight, 0 for a missing bias). */
+static void vec(const kdx_tensor *t, int64_t C, double dflt, double *out)
+{
+    for (int64_t c = 0; c < C; c++) {
+        if (!t) {
+            out[c] = dflt;
+            continue;
+        }
+        const char *p = kdx__base(t);
+        int64_t at = c * t->stride[0];
+        out[c] = t->dtype == KDX_DTYPE_F32 ? ((const float *)p)[at] : ((const double *)p)[at];
+    }
+}
+
+static kdx_status bn_sync_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    if (kdx_grad_enabled())
+        return kdx_fail(KDX_ESTATE, "batch_norm_sync: second derivatives are not supported (create_graph)");
+    const kdx_sum *sum = n->ctx;
+    kdx_tensor *x, *w = NULL, *sm, *si, *xc = NULL, *gc = NULL, *dx = NULL, *dw = NULL, *db = NULL;
+    KDX_TRY(kdx__saved(n, 0, &x));
+    if (n->ip[0]) KDX_TRY(kdx__saved(n, 1, &w));
+    KDX_TRY(kdx__saved(n, 2, &sm));
+    KDX_TRY(kdx__saved(n, 3, &si));
+    kdx_dtype dt = x->dtype;
+    int64_t N = x->shape[0], C = x->shape[1], S = 1;
+    for (int i = 2; i < x->ndim; i++) S *= x->shape[i];
+    double M = n->p[1], scale = n->p[2];
+    size_t cb = (size_t)(C > 0 ? C : 1) * sizeof(double);
+    double *st = kdx__malloc(7 * cb);
+    kdx_status s = st ? KDX_OK : kdx_fail(KDX_ENOMEM, "batch_norm_sync: out of memory");
+    if (s == KDX_OK) s = kdx_contiguous(x, &xc);
+    if (s == KDX_OK) s = kdx_contiguous(g, &gc);
+    if (s == KDX_OK && want[0]) s = kdx__new("batch_norm_sync", dt, x->ndim, x->shape, &dx);
+    if (s == KDX_OK && want[1]) s = kdx__new("batch_norm_sync", dt, 1, &C, &dw);
+    if (s == KDX_OK && want[2]) s = kdx__new("batch_norm_sync", dt, 1, &C, &db);
+    if (s == KDX_OK) {
+        double *wv = st, *mean = st + C, *inv = st + 2 * C, *sg = st + 3 * C, *sgx = st + 4 * C, *t = st + 5 * C;
+        vec(w, C, 1, wv);
+        vec(sm, C, 0, mean);
+        vec(si, C, 1, inv);
+        const char *xp = kdx__base(xc), *gp = kdx__base(gc);
+        /* sums of g and g * xhat per channel (local) */
+        for (int64_t r = 0; r < N * C; r++) {
+            int64_t c = r % C;
+            double a = 0, b = 0;
+            for (int64_t k = r * S; k < (r + 1) * S; k++) {
+                double gv = get(gp, dt, k);
+                a += gv;
+                b += gv * (get(xp, dt, k) - mean[c]) * inv[c];
+            }
+            sg[c] += a, sgx[c] += b;
+        }
+        for (int64_t c = 0; c < C; c++) {
+            if (dw) set(kdx__base(dw), dt, c, sgx[c]);
+            if (db) set(kdx__base(db), dt, c, sg[c]);
+        }
+        if (dx) {
+            /* the global sums, each process's weighted by n_p/N = 1/scale */
+            for (int64_t c = 0; c < C; c++) t[c] = wv[c] * sg[c] / scale, t[C + c] = wv[c] * sgx[c] / scale;
+            s = sum_all(sum, t, 2 * C);
+            for (int64_t r = 0; s == KDX_OK && r < N * C; r++) {
+                int64_t c = r % C;
+                double m1 = scale * t[c] / M, m2 = scale * t[C + c] / M;
+                for (int64_t k = r * S; k < (r + 1) * S; k++) {
+                    double xh = (get(xp, dt, k) - mean[c]) * inv[c];
+                    set(kdx__base(dx), dt, k, inv[c] * (wv[c] * get(gp, dt, k) - m1 - xh * m2));
+                }
+            }
+        }
+    }
+    if (st) kdx__free(st, 7 * cb);
+    KDX_RELEASE(xc, gc);
+    if (s != KDX_OK) {
+        KDX_RELEASE(dx, dw, db);
+        return s;
+    }
+    gin[0] = dx, gin[1] = dw, gin[2] = db;
+    return KDX_OK;
+}
+
+kdx_status kdx_batch_norm_sync(const kdx_tensor *x, kdx_tensor *running_mean, kdx_tensor *running_var,
+                               const kdx_tensor *weight, const kdx_tensor *bias, double momentum, double eps,
+                               const kdx_sum *sum, kdx_tensor **out)
+{
+    const char *const fname = "batch_norm_sync";
+    KDX_TRY(kdx__bn_check(x, running_mean, running_var, weight, bias, 2, momentum, eps));
+    if (!out) return kdx_fail(KDX_EINVAL, "%s: out is NULL", fname);
+    if (sum && !sum->fn) return kdx_fail(KDX_EINVAL, "%s: the sum has no function", fname);
+    kdx_dtype dt = x->dtype;
+    int64_t N = x->shape[0], C = x->shape[1], S = 1;
+    for (int i = 2; i < x->ndim; i++) S *= x->shape[i];
+    size_t cb = (size_t)(C + 2) * sizeof(double);
+    double *st = kdx__malloc(5 * cb);
+    kdx_tensor *xc = NULL, *y = NULL, *sm = NULL, *si = NULL;
+    bool was = kdx__grad_pause();
+    kdx_status s = st ? KDX_OK : kdx_fail(KDX_ENOMEM, "%s: out of memory", fname);
+    if (s == KDX_OK) s = kdx_contiguous(x, &xc);
+    if (s == KDX_OK) s = kdx__new(fname, dt, x->ndim, x->shape, &y);
+    if (s == KDX_OK) s = kdx__new(fname, dt, 1, &C, &sm);
+    if (s == KDX_OK) s = kdx__new(fname, dt, 1, &C, &si);
+    /* On a failure above this process sends nothing; the others would wait:
+       only out-of-memory gets there, after the argument checks every
+       process makes alike. */
+    double *tot = st, *var = st + (C + 2), *mean = st + 2 * (C + 2), *wv = st + 3 * (C + 2), *bv = st + 4 * (C + 2);
+    const char *xp = s == KDX_OK ? kdx__base(xc) : NULL;
+    double M = 0, rows = 0;
+    if (s == KDX_OK) {
+        /* the global count, rows and per-channel sums, in one message */
+        for (int64_t r = 0; r < N * C; r++)
+            for (int64_t k = r * S; k < (r + 1) * S; k++) tot[r % C] += get(xp, dt, k);
+        tot[C] = (double)(N * S), tot[C + 1] = (double)N;
+        s = sum_all(sum, tot, C + 2);
+        M = tot[C], rows = tot[C + 1];
+        /* every process sees the same global count, so all fail alike */
+        if (s == KDX_OK && M <= 1)
+            s = kdx_fail(KDX_ESHAPE, "%s: expected more than 1 value per channel over all processes, got %g", fname, M);
+    }
+    if (s == KDX_OK) {
+        for (int64_t c = 0; c < C; c++) mean[c] = tot[c] / M;
+        for (int64_t r = 0; r < N * C; r++)
+            for (int64_t k = r * S; k < (r + 1) * S; k++) {
+                double d = get(xp, dt, k) - mean[r % C];
+                var[r % C] += d * d;
+            }
+        s = sum_all(sum, var, C);
+    }
+    if (s == KDX_OK) {
+        vec(weight, C, 1, wv);
+        vec(bias, C, 0, bv);
+        for (int64_t c = 0; c < C; c++) {
+            var[c] /= M;
+            double inv = 1.0 / sqrt(var[c] + eps);
+            set(kdx__base(sm), dt, c, mean[c]);
+            set(kdx__base(si), dt, c, inv);
+            double a = inv * wv[c], b = bv[c] - mean[c] * a;
+            for (int64_t nn = 0; nn < N; nn++)
+                for (int64_t k = (nn * C + c) * S; k < (nn * C + c + 1) * S; k++)
+                    set(kdx__base(y), dt, k, get(xp, dt, k) * a + b);
+        }
+        if (running_mean) {
+            double unbias = M / (M - 1);
+            kdx_tensor *rm = running_mean, *rv = running_var;
+            for (int64_t c = 0; c < C; c++) {
+                char *pm = kdx__base(rm), *pv = kdx__base(rv);
+                int64_t im = c * rm->stride[0], iv = c * rv->stride[0];
+                set(pm, dt, im, (1 - momentum) * get(pm, dt, im) + momentum * mean[c]);
+                set(pv, dt, iv, (1 - momentum) * get(pv, dt, iv) + momentum * var[c] * unbias);
+            }
+            kdx__bump(running_mean);
+            kdx__bump(running_var);
+        }
+    }
+    if (st) kdx__free(st, 5 * cb);
+    kdx_tensor_release(xc);
+    kdx__grad_restore(was);
+    const kdx_tensor *ins[3] = {x, weight, bias};
+    if (s == KDX_OK && kdx__needs_node(3, ins)) {
+        kdx_node *n;
+        s = kdx__record("batch_norm_sync", bn_sync_backward, 3, ins, &y, &n);
+        if (s == KDX_OK) {
+            n->ip[0] = weight != NULL;
+            n->p[0] = eps, n->p[1] = M, n->p[2] = N > 0 ? rows / (double)N : 1;
+            n->ctx = sum;
+            kdx__save(n, 0, x);
+            if (weight) kdx__save(n, 1, weight);
+            kdx__save(n, 2, sm);
+            kdx__save(n, 3, si);
+        }
+    }
+    KDX_RELEASE(sm, si);
+    if (s != KDX_OK) {
+        kdx_tensor_release(y);
+        return s;
+    }
+    *out = y;
+    return KDX_OK;
+}
