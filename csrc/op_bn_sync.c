@@ -144,10 +144,12 @@ kdx_status kdx_batch_norm_sync(const kdx_tensor *x, kdx_tensor *running_mean, kd
     /* On a failure above this process sends nothing; the others would wait:
        only out-of-memory gets there, after the argument checks every
        process makes alike. */
-    double *tot = st, *var = st + (C + 2), *mean = st + 2 * (C + 2), *wv = st + 3 * (C + 2), *bv = st + 4 * (C + 2);
-    const char *xp = s == KDX_OK ? kdx__base(xc) : NULL;
+    double *tot = NULL, *var = NULL, *mean = NULL, *wv = NULL, *bv = NULL;
+    const char *xp = NULL;
     double M = 0, rows = 0;
     if (s == KDX_OK) {
+        tot = st, var = st + (C + 2), mean = st + 2 * (C + 2), wv = st + 3 * (C + 2), bv = st + 4 * (C + 2);
+        xp = kdx__base(xc);
         /* the global count, rows and per-channel sums, in one message */
         for (int64_t r = 0; r < N * C; r++)
             for (int64_t k = r * S; k < (r + 1) * S; k++) tot[r % C] += get(xp, dt, k);

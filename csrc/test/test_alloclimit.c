@@ -265,6 +265,26 @@ static kdx_status conv_autograd(void)
     return st;
 }
 
+/* SyncBatchNorm's op on one process (no sum): forward, running statistics, backward. */
+static kdx_status batch_norm_sync(void)
+{
+    int64_t xs[3] = {4, 3, 5}, cs[1] = {3};
+    kdx_tensor *x = NULL, *w = NULL, *rm = NULL, *rv = NULL, *y = NULL, *sq = NULL, *l = NULL;
+    kdx_status st = kdx_randn(NULL, KDX_DTYPE_F32, 3, xs, &x);
+    STEP(st, kdx_ones(KDX_DTYPE_F32, 1, cs, &w), w);
+    STEP(st, kdx_zeros(KDX_DTYPE_F32, 1, cs, &rm), rm);
+    STEP(st, kdx_ones(KDX_DTYPE_F32, 1, cs, &rv), rv);
+    if (st == KDX_OK) st = kdx_tensor_set_requires_grad(x, 1);
+    if (st == KDX_OK) st = kdx_tensor_set_requires_grad(w, 1);
+    STEP(st, kdx_batch_norm_sync(x, rm, rv, w, NULL, 0.1, 1e-5, NULL, &y), y);
+    STEP(st, kdx_binary(KDX_BIN_MUL, y, y, &sq), sq); /* (a plain sum would make the x gradient zero) */
+    STEP(st, kdx_reduce(KDX_RED_SUM, sq, NULL, 0, 0, &l), l);
+    if (st == KDX_OK) st = kdx_backward(l, NULL, 0, 0);
+    kdx_tensor *all[7] = {x, w, rm, rv, y, sq, l};
+    for (int i = 0; i < 7; i++) kdx_tensor_release(all[i]);
+    return st;
+}
+
 /* Runs the scenario with allocation 1, 2, 3, ... refused until it runs
    through without reaching the refused one. */
 static void sweep(const char *name, scenario_fn run)
@@ -324,6 +344,7 @@ int main(void)
     CHECK_OK(explain_perturbation());
     CHECK_OK(explain_more());
     CHECK_OK(conv_autograd());
+    CHECK_OK(batch_norm_sync());
 
     test_overflow_and_limit();
     sweep("ops_chain", ops_chain);
@@ -334,6 +355,7 @@ int main(void)
     sweep("explain_perturbation", explain_perturbation);
     sweep("explain_more", explain_more);
     sweep("conv_autograd", conv_autograd);
+    sweep("batch_norm_sync", batch_norm_sync);
 
     kdx_tensor_release(W);
     CHECK(kdx_debug_live_tensors() == before);
