@@ -171,6 +171,38 @@ describe("kdx ops", function()
       assert.are.same({{4, 5, 6}}, x:index_select(1, kdx.tensor({2}, "int64")):totable())
     end)
 
+    it("selects along any dim of contiguous views and of strided ones alike", function()
+      local t = kdx.arange(0, 60):reshape{3, 4, 5}
+      -- element (a, b, c) of the result, by hand, for index list idx on dim d
+      local function want(src, d, idx)
+        local out = {}
+        local dims = src:shape()
+        local sizes = {dims[1], dims[2], dims[3]}
+        sizes[d] = #idx
+        local v = src:totable()
+        for a = 1, sizes[1] do
+          out[a] = {}
+          for b = 1, sizes[2] do
+            out[a][b] = {}
+            for c = 1, sizes[3] do
+              local p = {a, b, c}
+              p[d] = idx[p[d]]
+              out[a][b][c] = v[p[1]][p[2]][p[3]]
+            end
+          end
+        end
+        return out
+      end
+      local views = {t, t:narrow(1, 2, 2), t:transpose(1, 3):contiguous(), t:transpose(2, 3)}
+      for _, v in ipairs(views) do
+        for d = 1, 3 do
+          local idx = {v:size(d), 1, v:size(d), 2}
+          assert.are.same(want(v, d, idx), v:index_select(d, idx):totable())
+        end
+      end
+      assert.are.same({0, 4}, {t:index_select(1, {}):shape()[1], t:index_select(1, {}):shape()[2]})
+    end)
+
     it("gathers and scatters along a dim", function()
       assert.are.same({{3, 1}, {5, 5}}, x:gather(2, kdx.tensor({{3, 1}, {2, 2}}, "int64")):totable())
       local z = kdx.zeros{2, 3}
