@@ -304,17 +304,28 @@ static kdx_status reduce_backward(kdx_node *n, kdx_tensor *g, const bool *want, 
     case KDX_RED_SUM: r = ge; break;
     case KDX_RED_MEAN: r = E_bins(&S, KDX_BIN_DIV, ge, reduced_count(x, mask)); break;
     case KDX_RED_PROD: {
-        /* Exact with zeros: the product of the others is prod/x where x != 0,
-           the product of the non-zeros where x is the only zero, else 0. */
+        /* The product of the others, exact with zeros, and written so that
+           its own graph (create_graph) gives exact second derivatives too.
+           With pnz the product of the non-zeros, Z the product of the zero
+           entries (1 if none) and m their count:
+             x != 0:  pnz / x * Z           (P / x when m = 0, else 0)
+             x == 0:  pnz * [m = 1] + pnz * [m = 2] * (the other zero entry)
+           Z and the other zero entry (their sum minus this one) carry the
+           graph of the zero entries, so d(others)/d(a zero entry) is right
+           where it is not 0; for m >= 3 every second derivative is 0. */
         int dims[KDX_MAX_DIMS], nd = mask_dims(mask, x->ndim, dims);
-        kdx_tensor *zero = E_mask(&S, KDX_BIN_EQ, x, 0), *one = E_zeros(&S, x->dtype, 0, NULL);
-        one = E_bins(&S, KDX_BIN_ADD, one, 1);
+        kdx_tensor *zero = E_mask(&S, KDX_BIN_EQ, x, 0), *zr = E_zeros(&S, x->dtype, 0, NULL);
+        kdx_tensor *one = E_bins(&S, KDX_BIN_ADD, zr, 1);
         kdx_tensor *nz = E_where(&S, zero, one, x);
         kdx_tensor *pnz = reduce_again(&S, KDX_RED_PROD, nz, mask);
+        kdx_tensor *Z = reduce_again(&S, KDX_RED_PROD, E_where(&S, zero, x, one), mask);
+        kdx_tensor *zx = E_where(&S, zero, x, zr);
+        kdx_tensor *zsum = nd ? E_sum(&S, zx, dims, nd, 1) : E_sum(&S, zx, NULL, 0, 1);
         kdx_tensor *zeros = nd ? E_sum(&S, zero, dims, nd, 1) : E_sum(&S, zero, NULL, 0, 1);
-        kdx_tensor *none = E_mask(&S, KDX_BIN_EQ, zeros, 0), *single = E_mask(&S, KDX_BIN_EQ, zeros, 1);
-        kdx_tensor *others = E_where(&S, zero, E_bin(&S, KDX_BIN_MUL, pnz, single),
-                                     E_bin(&S, KDX_BIN_MUL, E_bin(&S, KDX_BIN_DIV, pnz, nz), none));
+        kdx_tensor *single = E_mask(&S, KDX_BIN_EQ, zeros, 1), *two = E_mask(&S, KDX_BIN_EQ, zeros, 2);
+        kdx_tensor *at_zero = E_bin(&S, KDX_BIN_MUL, pnz,
+                                    E_bin(&S, KDX_BIN_ADD, single, E_bin(&S, KDX_BIN_MUL, two, E_bin(&S, KDX_BIN_SUB, zsum, x))));
+        kdx_tensor *others = E_where(&S, zero, at_zero, E_bin(&S, KDX_BIN_MUL, E_bin(&S, KDX_BIN_DIV, pnz, nz), Z));
         r = E_bin(&S, KDX_BIN_MUL, ge, others);
         break;
     }

@@ -64,8 +64,14 @@ describe("autograd", function()
     checks("max along a dim", function(a) return (a:max(2)) end, {x})
     checks("min along a dim with keepdim", function(a) return (a:min(1, true)) end, {x})
     checks("cumsum", function(a) return a:cumsum(2) end, {x})
-    checks("prod with zeros (first order)", function(a) return a:prod(2) end,
-      {kdx.tensor({{1, 0, 2}, {0, 0, 3}, {2, 3, 4}}, "float64"):requires_grad(true)}, false)
+    -- rows with no, one, two and three zeros: the second derivatives at a
+    -- zero are not 0 when one or two entries are zero
+    local z = kdx.tensor({{1.5, -2, 0.5}, {1, 0, 2}, {0, 0, 3}, {0, 0, 0}}, "float64"):requires_grad(true)
+    checks("prod with zeros along a dim", function(a) return a:prod(2) end, {z})
+    checks("prod with zeros along the other dim", function(a) return a:prod(1) end, {z})
+    checks("prod with zeros over all dims", function(a) return a:narrow(1, 1, 2):prod() end, {z})
+    checks("prod with zeros over two of three dims", function(a) return a:prod({2, 3}) end,
+      {kdx.tensor({{{0, 2}, {3, 0}}, {{1, 2}, {0, 5}}, {{1, 2}, {3, 4}}}, "float64"):requires_grad(true)})
   end)
 
   describe("views and copies", function()
