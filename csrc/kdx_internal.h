@@ -265,6 +265,15 @@ void kdx__col2im(const char *col, const kdx_conv_geom *g, kdx_dtype dt, char *x)
 kdx_status kdx__bn_check(const kdx_tensor *x, const kdx_tensor *rm, const kdx_tensor *rv, const kdx_tensor *w,
                          const kdx_tensor *b, int training, double momentum, double eps);
 
+/* The gradient of batch norm in training (x, weight or NULL, the saved mean
+   and invstd [C], the output gradient g; M values per channel over all
+   processes, scale = all rows / this process's rows, sum NULL or over the
+   processes), in one fused pass without recording (op_bn_sync.c): gin[0..2]
+   = d x, d weight, d bias where want[]. */
+kdx_status kdx__bn_grad(const kdx_tensor *x, const kdx_tensor *w, const kdx_tensor *sm, const kdx_tensor *si,
+                        const kdx_tensor *g, double M, double scale, const kdx_sum *sum, const bool *want,
+                        kdx_tensor **gin);
+
 /* ---- memory (alloc.c) ---- */
 void *kdx__malloc(size_t n);           /* zero-filled; NULL on failure */
 void *kdx__malloc_raw(size_t n);       /* not filled: for memory the caller writes in full */

@@ -13,7 +13,8 @@
        S1 = sum_p (n_p/N) sum gh,  S2 = sum_p (n_p/N) sum gh * xhat,
    which is s times the global objective's gradient, as the reducer expects
    of every gradient a process computes. With one process s = 1 and this is
-   kdx_batch_norm's gradient. d weight and d bias are local sums, averaged by
+   kdx_batch_norm's gradient (which kdx__bn_grad computes for it too, when
+   the pass is not recorded). d weight and d bias are local sums, averaged by
    the reducer like any parameter's. */
 #include "kdx_internal.h"
 
@@ -54,45 +55,70 @@ static void vec(const kdx_tensor *t, int64_t C, double dflt, double *out)
     }
 }
 
-static kdx_status bn_sync_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+/* The per-channel passes of kdx__bn_grad, over channels [lo, hi) (x and g
+   viewed as [N, C, S]); channels are independent, so they split across the
+   engine's threads. */
+typedef struct bn_grad_job {
+    const char *x, *g;
+    char *dx;
+    kdx_dtype dt;
+    int64_t N, C, S;
+    const double *w, *mean, *inv, *t;
+    double *sg, *sgx, M, scale;
+} bn_grad_job;
+
+static void bn_sums_range(void *ud, int64_t lo, int64_t hi)
 {
-    if (kdx_grad_enabled())
-        return kdx_fail(KDX_ESTATE, "batch_norm_sync: second derivatives are not supported (create_graph)");
-    const kdx_sum *sum = n->ctx;
-    kdx_tensor *x, *w = NULL, *sm, *si, *xc = NULL, *gc = NULL, *dx = NULL, *dw = NULL, *db = NULL;
-    KDX_TRY(kdx__saved(n, 0, &x));
-    if (n->ip[0]) KDX_TRY(kdx__saved(n, 1, &w));
-    KDX_TRY(kdx__saved(n, 2, &sm));
-    KDX_TRY(kdx__saved(n, 3, &si));
+    const bn_grad_job *j = ud;
+    for (int64_t c = lo; c < hi; c++) {
+        double a = 0, b = 0;
+        for (int64_t n = 0; n < j->N; n++)
+            for (int64_t k = (n * j->C + c) * j->S, e = k + j->S; k < e; k++) {
+                double gv = get(j->g, j->dt, k);
+                a += gv;
+                b += gv * (get(j->x, j->dt, k) - j->mean[c]) * j->inv[c];
+            }
+        j->sg[c] = a, j->sgx[c] = b;
+    }
+}
+
+static void bn_dx_range(void *ud, int64_t lo, int64_t hi)
+{
+    const bn_grad_job *j = ud;
+    for (int64_t c = lo; c < hi; c++) {
+        double m1 = j->scale * j->t[c] / j->M, m2 = j->scale * j->t[j->C + c] / j->M;
+        for (int64_t n = 0; n < j->N; n++)
+            for (int64_t k = (n * j->C + c) * j->S, e = k + j->S; k < e; k++) {
+                double xh = (get(j->x, j->dt, k) - j->mean[c]) * j->inv[c];
+                set(j->dx, j->dt, k, j->inv[c] * (j->w[c] * get(j->g, j->dt, k) - m1 - xh * m2));
+            }
+    }
+}
+
+kdx_status kdx__bn_grad(const kdx_tensor *x, const kdx_tensor *w, const kdx_tensor *sm, const kdx_tensor *si,
+                        const kdx_tensor *g, double M, double scale, const kdx_sum *sum, const bool *want,
+                        kdx_tensor **gin)
+{
+    kdx_tensor *xc = NULL, *gc = NULL, *dx = NULL, *dw = NULL, *db = NULL;
     kdx_dtype dt = x->dtype;
     int64_t N = x->shape[0], C = x->shape[1], S = 1;
     for (int i = 2; i < x->ndim; i++) S *= x->shape[i];
-    double M = n->p[1], scale = n->p[2];
     size_t cb = (size_t)(C > 0 ? C : 1) * sizeof(double);
     double *st = kdx__malloc(7 * cb);
-    kdx_status s = st ? KDX_OK : kdx_fail(KDX_ENOMEM, "batch_norm_sync: out of memory");
+    kdx_status s = st ? KDX_OK : kdx_fail(KDX_ENOMEM, "batch_norm: out of memory");
     if (s == KDX_OK) s = kdx_contiguous(x, &xc);
     if (s == KDX_OK) s = kdx_contiguous(g, &gc);
-    if (s == KDX_OK && want[0]) s = kdx__new("batch_norm_sync", dt, x->ndim, x->shape, &dx);
-    if (s == KDX_OK && want[1]) s = kdx__new("batch_norm_sync", dt, 1, &C, &dw);
-    if (s == KDX_OK && want[2]) s = kdx__new("batch_norm_sync", dt, 1, &C, &db);
+    if (s == KDX_OK && want[0]) s = kdx__new("batch_norm", dt, x->ndim, x->shape, &dx);
+    if (s == KDX_OK && want[1]) s = kdx__new("batch_norm", dt, 1, &C, &dw);
+    if (s == KDX_OK && want[2]) s = kdx__new("batch_norm", dt, 1, &C, &db);
     if (s == KDX_OK) {
         double *wv = st, *mean = st + C, *inv = st + 2 * C, *sg = st + 3 * C, *sgx = st + 4 * C, *t = st + 5 * C;
         vec(w, C, 1, wv);
         vec(sm, C, 0, mean);
         vec(si, C, 1, inv);
-        const char *xp = kdx__base(xc), *gp = kdx__base(gc);
-        /* sums of g and g * xhat per channel (local) */
-        for (int64_t r = 0; r < N * C; r++) {
-            int64_t c = r % C;
-            double a = 0, b = 0;
-            for (int64_t k = r * S; k < (r + 1) * S; k++) {
-                double gv = get(gp, dt, k);
-                a += gv;
-                b += gv * (get(xp, dt, k) - mean[c]) * inv[c];
-            }
-            sg[c] += a, sgx[c] += b;
-        }
+        bn_grad_job j = {kdx__base(xc), kdx__base(gc), dx ? kdx__base(dx) : NULL, dt, N, C, S, wv, mean, inv, t,
+                         sg, sgx, M, scale};
+        kdx__parallel_for(C, kdx__grain(N * S), bn_sums_range, &j); /* sums of g and g * xhat (local) */
         for (int64_t c = 0; c < C; c++) {
             if (dw) set(kdx__base(dw), dt, c, sgx[c]);
             if (db) set(kdx__base(db), dt, c, sg[c]);
@@ -101,14 +127,7 @@ static kdx_status bn_sync_backward(kdx_node *n, kdx_tensor *g, const bool *want,
             /* the global sums, each process's weighted by n_p/N = 1/scale */
             for (int64_t c = 0; c < C; c++) t[c] = wv[c] * sg[c] / scale, t[C + c] = wv[c] * sgx[c] / scale;
             s = sum_all(sum, t, 2 * C);
-            for (int64_t r = 0; s == KDX_OK && r < N * C; r++) {
-                int64_t c = r % C;
-                double m1 = scale * t[c] / M, m2 = scale * t[C + c] / M;
-                for (int64_t k = r * S; k < (r + 1) * S; k++) {
-                    double xh = (get(xp, dt, k) - mean[c]) * inv[c];
-                    set(kdx__base(dx), dt, k, inv[c] * (wv[c] * get(gp, dt, k) - m1 - xh * m2));
-                }
-            }
+            if (s == KDX_OK) kdx__parallel_for(C, kdx__grain(N * S), bn_dx_range, &j);
         }
     }
     if (st) kdx__free(st, 7 * cb);
@@ -119,6 +138,18 @@ static kdx_status bn_sync_backward(kdx_node *n, kdx_tensor *g, const bool *want,
     }
     gin[0] = dx, gin[1] = dw, gin[2] = db;
     return KDX_OK;
+}
+
+static kdx_status bn_sync_backward(kdx_node *n, kdx_tensor *g, const bool *want, kdx_tensor **gin)
+{
+    if (kdx_grad_enabled())
+        return kdx_fail(KDX_ESTATE, "batch_norm_sync: second derivatives are not supported (create_graph)");
+    kdx_tensor *x, *w = NULL, *sm, *si;
+    KDX_TRY(kdx__saved(n, 0, &x));
+    if (n->ip[0]) KDX_TRY(kdx__saved(n, 1, &w));
+    KDX_TRY(kdx__saved(n, 2, &sm));
+    KDX_TRY(kdx__saved(n, 3, &si));
+    return kdx__bn_grad(x, w, sm, si, g, n->p[1], n->p[2], n->ctx, want, gin);
 }
 
 kdx_status kdx_batch_norm_sync(const kdx_tensor *x, kdx_tensor *running_mean, kdx_tensor *running_var,
