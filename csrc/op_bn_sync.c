@@ -152,6 +152,34 @@ static kdx_status bn_sync_backward(kdx_node *n, kdx_tensor *g, const bool *want,
     return kdx__bn_grad(x, w, sm, si, g, n->p[1], n->p[2], n->ctx, want, gin);
 }
 
+/* The forward's per-channel passes over channels [lo, hi): pass 0 sums x,
+   pass 1 sums (x - mean)^2, pass 2 writes y = x * a + b. */
+typedef struct bn_fwd_job {
+    const char *x;
+    char *y;
+    kdx_dtype dt;
+    int64_t N, C, S;
+    int pass;
+    const double *mean, *a, *b;
+    double *out;
+} bn_fwd_job;
+
+static void bn_fwd_range(void *ud, int64_t lo, int64_t hi)
+{
+    const bn_fwd_job *j = ud;
+    for (int64_t c = lo; c < hi; c++) {
+        double acc = 0;
+        for (int64_t n = 0; n < j->N; n++)
+            for (int64_t k = (n * j->C + c) * j->S, e = k + j->S; k < e; k++) {
+                double v = get(j->x, j->dt, k);
+                if (j->pass == 0) acc += v;
+                else if (j->pass == 1) acc += (v - j->mean[c]) * (v - j->mean[c]);
+                else set(j->y, j->dt, k, v * j->a[c] + j->b[c]);
+            }
+        if (j->pass < 2) j->out[c] = acc;
+    }
+}
+
 kdx_status kdx_batch_norm_sync(const kdx_tensor *x, kdx_tensor *running_mean, kdx_tensor *running_var,
                                const kdx_tensor *weight, const kdx_tensor *bias, double momentum, double eps,
                                const kdx_sum *sum, kdx_tensor **out)
@@ -176,14 +204,15 @@ kdx_status kdx_batch_norm_sync(const kdx_tensor *x, kdx_tensor *running_mean, kd
        only out-of-memory gets there, after the argument checks every
        process makes alike. */
     double *tot = NULL, *var = NULL, *mean = NULL, *wv = NULL, *bv = NULL;
-    const char *xp = NULL;
     double M = 0, rows = 0;
+    bn_fwd_job j = {NULL, NULL, dt, N, C, S, 0, NULL, NULL, NULL, NULL};
+    int64_t grain = kdx__grain(N * S);
     if (s == KDX_OK) {
         tot = st, var = st + (C + 2), mean = st + 2 * (C + 2), wv = st + 3 * (C + 2), bv = st + 4 * (C + 2);
-        xp = kdx__base(xc);
+        j.x = kdx__base(xc), j.y = kdx__base(y), j.mean = mean, j.a = wv, j.b = bv;
         /* the global count, rows and per-channel sums, in one message */
-        for (int64_t r = 0; r < N * C; r++)
-            for (int64_t k = r * S; k < (r + 1) * S; k++) tot[r % C] += get(xp, dt, k);
+        j.pass = 0, j.out = tot;
+        kdx__parallel_for(C, grain, bn_fwd_range, &j);
         tot[C] = (double)(N * S), tot[C + 1] = (double)N;
         s = sum_all(sum, tot, C + 2);
         M = tot[C], rows = tot[C + 1];
@@ -193,26 +222,23 @@ kdx_status kdx_batch_norm_sync(const kdx_tensor *x, kdx_tensor *running_mean, kd
     }
     if (s == KDX_OK) {
         for (int64_t c = 0; c < C; c++) mean[c] = tot[c] / M;
-        for (int64_t r = 0; r < N * C; r++)
-            for (int64_t k = r * S; k < (r + 1) * S; k++) {
-                double d = get(xp, dt, k) - mean[r % C];
-                var[r % C] += d * d;
-            }
+        j.pass = 1, j.out = var;
+        kdx__parallel_for(C, grain, bn_fwd_range, &j);
         s = sum_all(sum, var, C);
     }
     if (s == KDX_OK) {
         vec(weight, C, 1, wv);
         vec(bias, C, 0, bv);
-        for (int64_t c = 0; c < C; c++) {
+        for (int64_t c = 0; c < C; c++) { /* wv, bv become the scale and shift */
             var[c] /= M;
             double inv = 1.0 / sqrt(var[c] + eps);
             set(kdx__base(sm), dt, c, mean[c]);
             set(kdx__base(si), dt, c, inv);
-            double a = inv * wv[c], b = bv[c] - mean[c] * a;
-            for (int64_t nn = 0; nn < N; nn++)
-                for (int64_t k = (nn * C + c) * S; k < (nn * C + c + 1) * S; k++)
-                    set(kdx__base(y), dt, k, get(xp, dt, k) * a + b);
+            wv[c] *= inv;
+            bv[c] -= mean[c] * wv[c];
         }
+        j.pass = 2;
+        kdx__parallel_for(C, grain, bn_fwd_range, &j);
         if (running_mean) {
             double unbias = M / (M - 1);
             kdx_tensor *rm = running_mean, *rv = running_var;
