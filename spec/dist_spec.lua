@@ -174,7 +174,7 @@ describe("kdx.dist without mpirun", function()
     end
   end)
 
-  it("averages gradients in buckets: one rank's gradients unchanged, statistics summed alongside", function()
+  it("averages gradients on one process: the gradients unchanged, statistics summed alongside (buckets: spec/dist/reducer.lua)", function()
     local a = kdx.randn({3, 4}):requires_grad_()
     local b = kdx.randn({5}):requires_grad_()
     local c = kdx.randn({2}):requires_grad_() -- no gradient: stays nil
